@@ -1,0 +1,1085 @@
+// Mamba S6 selective scan, CPU kernel. See selective_scan.h for the layouts.
+//
+// Structure
+//   * Work is split over (b, d) channel pairs: each OpenMP thread takes a contiguous
+//     range and walks it in tiles of a few dozen channels, time-chunk-major inside a
+//     tile (for chunk: for channel), so the chunk of B / C (and dB / dC) a tile shares
+//     stays in L1 while every channel of the tile uses it.
+//   * Per (channel, chunk) the work is split into flat, vectorisable passes:
+//       dt pass     dt = softplus(delta + bias), dt*u                (over t)
+//       dA pass     dA[t][n] = exp(dt[t] * A[n])                     (over t*n)
+//       scan pass   h = dA*h + dt*u*B ; partial sums of C*h          (sequential in t,
+//                                                                    SIMD over n)
+//       out pass    y = sum(partials) + D*u, * silu(z)               (over t)
+//     so the only loop-carried chain is the one multiply-add on h.
+//   * float has its own exp / log1p (range reduction + polynomial, ~1-2 ulp) that the
+//     compiler vectorises; std::exp does not vectorise without -ffast-math.
+//   * The hot path (float, state dim contiguous in B / C / dB / dC, N in
+//     {1,2,4,8,16,32,64}) keeps the state in registers with GCC vector extensions and
+//     is compiled once per ISA (SSE2 baseline, AVX2+FMA, AVX-512F) behind runtime
+//     dispatch. Everything else (double, odd N, strided state dim) takes a generic
+//     runtime-N path.
+//   * Backward: a forward sweep stores the state at the start of every time chunk;
+//     chunks are then walked backwards, recomputing that chunk's states into a small
+//     scratch buffer, and the adjoint runs in reverse. Memory per thread is
+//     O(tile * L / chunk * N + chunk * N), never O(L * N) per channel.
+//   * dB / dC contributions of several channels (and, with zero strides, several b / t)
+//     land on one address: each thread accumulates into its own copy (thread 0 into
+//     the caller's buffer), and the copies are summed at the end.
+#include "selective_scan/selective_scan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#ifdef EFFSEG_OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__)
+#define SS_INLINE inline __attribute__((always_inline))
+#define SS_LAMBDA_INLINE __attribute__((always_inline))
+#define SS_VECTOR_EXT 1
+#pragma GCC diagnostic ignored "-Wpsabi"
+#else
+#define SS_INLINE inline
+#define SS_LAMBDA_INLINE
+#endif
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SS_X86 1
+#endif
+
+namespace effseg {
+namespace selective_scan {
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Instruction-set policies. vbytes = SIMD register width the fast path targets
+// (0: no fast path); custom_math = use our vectorisable float exp / log1p.
+struct ArchGeneric {
+  static constexpr bool fma = false;
+  static constexpr int vbytes = 0;
+  static constexpr bool custom_math = false;
+};
+struct ArchBase {  // x86-64 SSE2 baseline, or aarch64 NEON
+#if defined(__aarch64__)
+  static constexpr bool fma = true;
+#else
+  static constexpr bool fma = false;
+#endif
+  static constexpr int vbytes = 16;
+  static constexpr bool custom_math = true;
+};
+struct ArchAVX2 {
+  static constexpr bool fma = true;
+  static constexpr int vbytes = 32;
+  static constexpr bool custom_math = true;
+};
+struct ArchAVX512 {
+  static constexpr bool fma = true;
+  static constexpr int vbytes = 64;
+  static constexpr bool custom_math = true;
+};
+
+// ---------------------------------------------------------------------------------
+// Scalar math, written so that loops calling it auto-vectorise.
+
+template <class Arch>
+SS_INLINE float fmadd(float a, float b, float c) {
+#if defined(__GNUC__)
+  if constexpr (Arch::fma) return __builtin_fmaf(a, b, c);
+#endif
+  return a * b + c;
+}
+
+SS_INLINE int32_t as_int(float x) {
+  int32_t i;
+  std::memcpy(&i, &x, sizeof i);
+  return i;
+}
+SS_INLINE float as_float(int32_t i) {
+  float x;
+  std::memcpy(&x, &i, sizeof x);
+  return x;
+}
+
+// exp(x) for float: round(x / ln2) by the 1.5*2^23 trick, Cody-Waite reduction,
+// degree-6 polynomial (Cephes expf coefficients), exponent added to the bits.
+// 0 below ln(FLT_MIN) (no denormals), +inf above ln(FLT_MAX), NaN stays NaN.
+template <class Arch>
+SS_INLINE float exp_f(float x) {
+  constexpr float lo = -87.33654475f, hi = 88.72283905f;
+  constexpr float magic = 12582912.0f;  // 1.5 * 2^23
+  float xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  float kf = fmadd<Arch>(xc, 1.44269504088896341f, magic);
+  const int32_t ki = as_int(kf) - as_int(magic);
+  kf -= magic;
+  float r = fmadd<Arch>(kf, -0.693359375f, xc);
+  r = fmadd<Arch>(kf, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fmadd<Arch>(p, r, 1.3981999507e-3f);
+  p = fmadd<Arch>(p, r, 8.3334519073e-3f);
+  p = fmadd<Arch>(p, r, 4.1665795894e-2f);
+  p = fmadd<Arch>(p, r, 1.6666665459e-1f);
+  p = fmadd<Arch>(p, r, 5.0000001201e-1f);
+  p = fmadd<Arch>(p, r * r, r) + 1.0f;
+  float res = as_float(as_int(p) + static_cast<int32_t>(static_cast<uint32_t>(ki) << 23));
+  res = x < lo ? 0.0f : res;
+  res = x > hi ? std::numeric_limits<float>::infinity() : res;
+  return x != x ? x : res;
+}
+
+template <class T, class Arch, bool Custom = (Arch::custom_math && sizeof(T) == 4)>
+struct Math {
+  SS_INLINE static T exp(T x) { return std::exp(x); }
+  SS_INLINE static T softplus(T x) { return x <= T(20) ? std::log1p(std::exp(x)) : x; }
+  SS_INLINE static T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+  // softplus(x) (with the x > 20 cut-off) and its derivative.
+  SS_INLINE static void softplus_d(T x, T& sp, T& dsp) {
+    sp = softplus(x);
+    dsp = x <= T(20) ? sigmoid(x) : T(1);
+  }
+};
+template <class T, class Arch>
+struct Math<T, Arch, true> {
+  SS_INLINE static float exp(float x) { return exp_f<Arch>(x); }
+  // log1p(exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; w = 1 + e.
+  // log1p(e) = k ln2 + log(m) + (e - (w - 1)) / w, w = m 2^k, m in [sqrt(1/2), sqrt(2)),
+  // log(m) = 2 atanh((m-1)/(m+1)); the tiny rounding correction divides by w only
+  // approximately (1/w ~ 1.5 - w/2, exact at w = 1 where the correction matters).
+  SS_INLINE static float softplus_core(float x, float& e, float& w) {
+    const float ax = x < 0.0f ? -x : x;
+    e = exp_f<Arch>(-ax);
+    w = 1.0f + e;
+    const bool big = w > 1.41421356f;
+    const float m = big ? 0.5f * w : w;
+    const float k = big ? 0.693147180559945f : 0.0f;
+    const float f = m - 1.0f;  // exact
+    const float s = f / (2.0f + f);
+    const float s2 = s * s;
+    float q = fmadd<Arch>(s2, 1.0f / 9.0f, 1.0f / 7.0f);
+    q = fmadd<Arch>(q, s2, 1.0f / 5.0f);
+    q = fmadd<Arch>(q, s2, 1.0f / 3.0f);
+    const float two_s = s + s;
+    const float logm = fmadd<Arch>(two_s * s2, q, two_s);
+    const float corr = (e - (w - 1.0f)) * fmadd<Arch>(-0.5f, w, 1.5f);
+    return (x > 0.0f ? x : 0.0f) + (k + (logm + corr));
+  }
+  SS_INLINE static float softplus(float x) {
+    float e, w;
+    const float r = softplus_core(x, e, w);
+    return x <= 20.0f ? r : x;
+  }
+  SS_INLINE static float sigmoid(float x) { return 1.0f / (1.0f + exp_f<Arch>(-x)); }
+  // sigmoid(x) = 1/w for x >= 0, e/w for x < 0 (same e, w as the softplus).
+  SS_INLINE static void softplus_d(float x, float& sp, float& dsp) {
+    float e, w;
+    const float r = softplus_core(x, e, w);
+    const float sg = (x >= 0.0f ? 1.0f : e) / w;
+    sp = x <= 20.0f ? r : x;
+    dsp = x <= 20.0f ? sg : 1.0f;
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Flat per-chunk passes (vectorised over t or over t*n).
+
+// dt[i] = softplus?(delta[i] + bias), dtu[i] = dt[i]*u[i]; dsp[i] = d dt / d delta.
+template <class T, class Arch>
+SS_INLINE void dt_pass(const T* delta, const T* u, T bias, bool softplus, int n, T* dt, T* dtu,
+                       T* dsp) {
+  using M = Math<T, Arch>;
+  if (softplus) {
+    if (dsp) {
+      for (int i = 0; i < n; ++i) {
+        T v, d;
+        M::softplus_d(delta[i] + bias, v, d);
+        dt[i] = v;
+        dtu[i] = v * u[i];
+        dsp[i] = d;
+      }
+    } else {
+      for (int i = 0; i < n; ++i) {
+        const T v = M::softplus(delta[i] + bias);
+        dt[i] = v;
+        dtu[i] = v * u[i];
+      }
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      const T v = delta[i] + bias;
+      dt[i] = v;
+      dtu[i] = v * u[i];
+    }
+    if (dsp)
+      for (int i = 0; i < n; ++i) dsp[i] = T(1);
+  }
+}
+
+// dA[i*N + k] = exp(dt[i] * A[k]); NS = compile-time N (0: runtime).
+template <class T, class Arch, int NS>
+SS_INLINE void dA_pass(const T* dt, const T* A, int n, int Nrt, T* dA) {
+  using M = Math<T, Arch>;
+  const int N = NS > 0 ? NS : Nrt;
+  if (N == 1) {
+    const T a0 = A[0];
+    for (int i = 0; i < n; ++i) dA[i] = M::exp(dt[i] * a0);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const T d = dt[i];
+    T* row = dA + static_cast<int64_t>(i) * N;
+    for (int k = 0; k < N; ++k) row[k] = M::exp(d * A[k]);
+  }
+}
+
+// out = (y + D*u) * silu(z)
+template <class T, class Arch>
+SS_INLINE void out_pass(const T* y, const T* u, const T* z, T Dd, int n, T* out) {
+  using M = Math<T, Arch>;
+  if (z) {
+    for (int i = 0; i < n; ++i) {
+      const T zz = z[i];
+      out[i] = (y[i] + Dd * u[i]) * (zz * M::sigmoid(zz));
+    }
+  } else {
+    for (int i = 0; i < n; ++i) out[i] = y[i] + Dd * u[i];
+  }
+}
+
+// g = dout * silu(z), dz = dout * y * silu'(z) (y including the D term); g = dout w/o z.
+template <class T, class Arch>
+SS_INLINE void grad_out_pass(const T* y, const T* u, const T* z, const T* dout, T Dd, int n,
+                             T* g, T* dz) {
+  using M = Math<T, Arch>;
+  if (z) {
+    for (int i = 0; i < n; ++i) {
+      const T zz = z[i];
+      const T s = M::sigmoid(zz);
+      const T go = dout[i];
+      const T yy = y[i] + Dd * u[i];
+      g[i] = go * (zz * s);
+      dz[i] = go * yy * (s * (T(1) + zz * (T(1) - s)));
+    }
+  } else {
+    for (int i = 0; i < n; ++i) g[i] = dout[i];
+  }
+}
+
+// du = g*D + dt*sB; ddelta = (sQ + u*sB) * dsp; adds the chunk's sums for dD and dbias.
+template <class T>
+SS_INLINE void grad_in_pass(const T* sB, const T* sQ, const T* g, const T* dt, const T* dsp,
+                            const T* u, T Dd, int n, T* du, T* ddelta, T& dD_acc, T& dbias_acc) {
+  for (int i = 0; i < n; ++i) {
+    du[i] = g[i] * Dd + dt[i] * sB[i];
+    ddelta[i] = (sQ[i] + u[i] * sB[i]) * dsp[i];
+  }
+  // 8 interleaved partial sums (vectorisable without reassociation), fixed order.
+  constexpr int P = 8;
+  T pa[P] = {}, pb[P] = {};
+  int i = 0;
+  for (; i + P <= n; i += P)
+    for (int j = 0; j < P; ++j) {
+      pa[j] += g[i + j] * u[i + j];
+      pb[j] += ddelta[i + j];
+    }
+  T a = T(0), b = T(0);
+  for (; i < n; ++i) {
+    a += g[i] * u[i];
+    b += ddelta[i];
+  }
+  for (int j = 0; j < P; ++j) {
+    a += pa[j];
+    b += pb[j];
+  }
+  dD_acc += a;
+  dbias_acc += b;
+}
+
+// ---------------------------------------------------------------------------------
+// Scan cores: the sequential part of one chunk for one channel.
+//   scan: h_t = dA_t h_{t-1} + dtu_t B_t over the chunk (h in / out through hmem),
+//         optionally storing H[(i+1)*N..] = h_{t0+i} and P[i*W..] = partial sums of C*h.
+//   bwd : the adjoint over the chunk in reverse (see backward()).
+// B/C/dB/dC pointers point at time t0 of the chunk.
+
+struct StepStrides {
+  int64_t bn, bt, cn, ct, dbn, dbt, dcn, dct;
+};
+
+#if defined(SS_VECTOR_EXT)
+// W lanes of T as a GCC/Clang vector (plain T for W == 1), and the unsigned
+// integer vector of the same shape for bit manipulation.
+template <class T, int W>
+struct Lane {
+  using UT = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  typedef T type __attribute__((vector_size(sizeof(T) * W)));
+  typedef UT utype __attribute__((vector_size(sizeof(T) * W)));
+};
+template <class T>
+struct Lane<T, 1> {
+  typedef T type;
+  typedef std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t> utype;
+};
+
+template <class To, class From>
+SS_INLINE To bits_as(const From& f) {
+  static_assert(sizeof(To) == sizeof(From), "size mismatch");
+  To t;
+  std::memcpy(&t, &f, sizeof(To));
+  return t;
+}
+
+template <class V>
+SS_INLINE V splat(float c) {
+  return V{} + c;
+}
+
+// 2^x for float lanes, x in [kExp2Lo, kExp2Hi] and finite (no checks): round to
+// nearest integer k by the 1.5*2^23 trick, r = x - k exact in [-1/2, 1/2], 2^r by a
+// degree-6 polynomial (near-minimax, < 1 ulp), k added to the exponent bits.
+constexpr float kExp2Lo = -126.0f;       // results stay normal
+constexpr float kExp2Hi = 127.99998f;    // results stay finite
+template <class V, class U>
+SS_INLINE V exp2_core(V x) {
+  constexpr float magic = 12582912.0f;
+  const V t = x + magic;
+  const U e = bits_as<U>(t) << 23;  // (bits(magic) << 23) wraps to 0
+  const V r = x - (t - magic);
+  V p = r * 1.5345810970757157e-4f + 1.3399932067841291e-3f;
+  p = p * r + 9.618489071726799e-3f;
+  p = p * r + 5.550328642129898e-2f;
+  p = p * r + 2.4022646248340607e-1f;
+  p = p * r + 6.931471824645996e-1f;
+  p = p * r + 1.0f;
+  return bits_as<V>(bits_as<U>(p) + e);
+}
+// Any x: 0 below 2^-126, +inf above, NaN stays NaN.
+template <class V, class U>
+SS_INLINE V exp2_any(V x) {
+  const V lo = splat<V>(kExp2Lo), hi = splat<V>(kExp2Hi);
+  V xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  V res = exp2_core<V, U>(xc);
+  res = x >= lo ? res : V{};
+  res = x > hi ? splat<V>(std::numeric_limits<float>::infinity()) : res;
+  return x != x ? x : res;
+}
+
+template <class T, int W>
+SS_INLINE T hsum(const typename Lane<T, W>::type& v) {
+  if constexpr (W == 1) {
+    return v;
+  } else {
+    using H = typename Lane<T, W / 2>::type;
+    H lo, hi;
+    std::memcpy(&lo, &v, sizeof(H));
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+    return hsum<T, W / 2>(lo + hi);
+  }
+}
+
+// N = W * NV states held in NV vectors of W lanes; FL = lanes of the ISA (for the
+// flat N == 1 exp pass). Float only.
+template <class T, int W_, int NV, int FL>
+struct FastCore {
+  static_assert(sizeof(T) == 4, "fast core is float only");
+  static constexpr int W = W_;
+  static constexpr int N = W * NV;
+  using V = typename Lane<T, W>::type;
+  using U = typename Lane<T, W>::utype;
+
+  SS_INLINE static V ld(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  SS_INLINE static void st(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
+
+  // exp(dt[i] * A[k]) is computed as 2^(dt[i] * (A[k] * log2 e)). The unchecked exp
+  // is used when every argument of the chunk is in range (the usual case; four
+  // compares per step decide it).
+  static constexpr T L2E = 1.44269504088896341f;
+
+  SS_INLINE static bool needs_checked_exp(const T* dt, const T* A, int n) {
+    T amin = A[0] * L2E, amax = amin;
+    int bad = 0;
+    for (int k = 0; k < N; ++k) {
+      const T a = A[k] * L2E;
+      amin = a < amin ? a : amin;
+      amax = a > amax ? a : amax;
+      bad |= !(a - a == T(0));  // inf / nan
+    }
+    for (int i = 0; i < n; ++i) {
+      const T xa = dt[i] * amin, xb = dt[i] * amax;
+      bad |= ((xa >= kExp2Lo) & (xa <= kExp2Hi) & (xb >= kExp2Lo) & (xb <= kExp2Hi)) ^ 1;
+    }
+    return bad != 0;
+  }
+
+  // dA[i*N + k] = exp(dt[i] * A[k]) for the chunk (vectorised over n, or over t for
+  // N == 1). A separate pass: fusing it into the step loop measured slower.
+  template <bool CHECKED>
+  SS_INLINE static void dA_pass_v(const T* dt, const T* A, int n, T* out) {
+    if constexpr (N == 1) {
+      using VF = typename Lane<T, FL>::type;
+      using UF = typename Lane<T, FL>::utype;
+      const T a = A[0] * L2E;
+      int i = 0;
+      for (; i + FL <= n; i += FL) {
+        VF x;
+        std::memcpy(&x, dt + i, sizeof(VF));
+        x = x * a;
+        const VF e = CHECKED ? exp2_any<VF, UF>(x) : exp2_core<VF, UF>(x);
+        std::memcpy(out + i, &e, sizeof(VF));
+      }
+      for (; i < n; ++i) out[i] = exp2_any<T, uint32_t>(dt[i] * a);
+    } else {
+      V a2[NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) a2[v] = ld(A + v * W) * L2E;
+      for (int i = 0; i < n; ++i) {
+        const T d = dt[i];
+        T* row = out + static_cast<int64_t>(i) * N;
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v)
+          st(row + v * W, CHECKED ? exp2_any<V, U>(a2[v] * d) : exp2_core<V, U>(a2[v] * d));
+      }
+    }
+  }
+
+  // One chunk of n steps for one channel: h (in/out through hmem) advanced over the
+  // chunk; y[i] = sum_n C h (WANT_Y); H[(i+1)*N..] = h after step i (STORE_H, for
+  // the backward). dA (chunk*N scratch) receives exp(dt A).
+  template <class Arch, bool STORE_H, bool WANT_Y>
+  SS_INLINE static void chunk(const T* dt, const T* dtu, const T* A, const T* B, const T* C,
+                              const StepStrides& s, int n, int /*Nrt*/, T* hmem, T* H, T* y,
+                              T* dA) {
+    if (needs_checked_exp(dt, A, n))
+      dA_pass_v<true>(dt, A, n, dA);
+    else
+      dA_pass_v<false>(dt, A, n, dA);
+    V h[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) h[v] = ld(hmem + v * W);
+    const int64_t bt = s.bt, ct = s.ct;
+    for (int i = 0; i < n; ++i) {
+      const T x = dtu[i];
+      const T* dAi = dA + static_cast<int64_t>(i) * N;
+      V acc = V{};
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        h[v] = ld(dAi + v * W) * h[v] + ld(B + v * W) * x;
+        if (WANT_Y) acc += ld(C + v * W) * h[v];
+        if (STORE_H) st(H + static_cast<int64_t>(i + 1) * N + v * W, h[v]);
+      }
+      if (WANT_Y) y[i] = hsum<T, W>(acc);
+      B += bt;
+      C += ct;
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) st(hmem + v * W, h[v]);
+  }
+
+  SS_INLINE static void bwd(const T* dA, const T* H, const T* dt, const T* dtu, const T* g,
+                            const T* B, const T* C, T* dB, T* dC, const StepStrides& s,
+                            const T* A, int n, int /*Nrt*/, T* lam_mem, T* dAacc_mem, T* SB,
+                            T* SQ) {
+    V lam[NV], dAa[NV], Av[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      lam[v] = ld(lam_mem + v * W);
+      dAa[v] = ld(dAacc_mem + v * W);
+      Av[v] = ld(A + v * W);
+    }
+    for (int i = n - 1; i >= 0; --i) {
+      const T* Bi = B + i * s.bt;
+      const T* Ci = C + i * s.ct;
+      T* dBi = dB + i * s.dbt;
+      T* dCi = dC + i * s.dct;
+      const T* dAi = dA + static_cast<int64_t>(i) * N;
+      const T* Hp = H + static_cast<int64_t>(i) * N;  // h_{t-1}
+      const T* Hc = Hp + N;                            // h_t
+      const T gi = g[i], dtui = dtu[i], dti = dt[i];
+      V sb = V{}, sq = V{};
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        const V l = ld(Ci + v * W) * gi + lam[v];
+        st(dCi + v * W, ld(dCi + v * W) + ld(Hc + v * W) * gi);
+        st(dBi + v * W, ld(dBi + v * W) + l * dtui);
+        sb += l * ld(Bi + v * W);
+        const V da = ld(dAi + v * W);
+        const V q = l * ld(Hp + v * W) * da;
+        sq += Av[v] * q;
+        dAa[v] += q * dti;
+        lam[v] = da * l;
+      }
+      SB[i] = hsum<T, W>(sb);
+      SQ[i] = hsum<T, W>(sq);
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      st(lam_mem + v * W, lam[v]);
+      st(dAacc_mem + v * W, dAa[v]);
+    }
+  }
+};
+#endif  // SS_VECTOR_EXT
+
+// Any N, any strides (also the double path).
+template <class T>
+struct GenericCore {
+  template <class Arch, bool STORE_H, bool WANT_Y>
+  SS_INLINE static void chunk(const T* dt, const T* dtu, const T* A, const T* B, const T* C,
+                              const StepStrides& s, int n, int N, T* h, T* H, T* y, T* dA) {
+    dA_pass<T, Arch, 0>(dt, A, n, N, dA);
+    for (int i = 0; i < n; ++i) {
+      const T x = dtu[i];
+      const T* dAi = dA + static_cast<int64_t>(i) * N;
+      const T* Bi = B + i * s.bt;
+      const T* Ci = C + i * s.ct;
+      T acc = T(0);
+      for (int k = 0; k < N; ++k) {
+        h[k] = dAi[k] * h[k] + Bi[k * s.bn] * x;
+        if (WANT_Y) acc += Ci[k * s.cn] * h[k];
+      }
+      if (STORE_H) std::memcpy(H + static_cast<int64_t>(i + 1) * N, h, sizeof(T) * N);
+      if (WANT_Y) y[i] = acc;
+    }
+  }
+
+  SS_INLINE static void bwd(const T* dA, const T* H, const T* dt, const T* dtu, const T* g,
+                            const T* B, const T* C, T* dB, T* dC, const StepStrides& s,
+                            const T* A, int n, int N, T* lam, T* dAa, T* SB, T* SQ) {
+    for (int i = n - 1; i >= 0; --i) {
+      const T* Bi = B + i * s.bt;
+      const T* Ci = C + i * s.ct;
+      T* dBi = dB + i * s.dbt;
+      T* dCi = dC + i * s.dct;
+      const T* dAi = dA + static_cast<int64_t>(i) * N;
+      const T* Hp = H + static_cast<int64_t>(i) * N;
+      const T* Hc = Hp + N;
+      const T gi = g[i], dtui = dtu[i], dti = dt[i];
+      T sb = T(0), sq = T(0);
+      for (int k = 0; k < N; ++k) {
+        const T l = Ci[k * s.cn] * gi + lam[k];
+        dCi[k * s.dcn] += Hc[k] * gi;
+        dBi[k * s.dbn] += l * dtui;
+        sb += l * Bi[k * s.bn];
+        const T da = dAi[k];
+        const T q = l * Hp[k] * da;
+        sq += A[k] * q;
+        dAa[k] += q * dti;
+        lam[k] = da * l;
+      }
+      SB[i] = sb;
+      SQ[i] = sq;
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Per-channel addressing.
+template <class T>
+struct Chan {
+  int64_t b, d, row;
+  const T* B;
+  const T* C;
+  const T* A;
+  T bias, Dd;
+  Chan(const FwdArgs<T>& a, int64_t bd) {
+    b = bd / a.Dm;
+    d = bd - b * a.Dm;
+    row = bd * a.L;
+    const int64_t g = d / (a.Dm / a.G);
+    B = a.B + b * a.Bs.sb + g * a.Bs.sg;
+    C = a.C + b * a.Cs.sb + g * a.Cs.sg;
+    A = a.A + d * a.N;
+    bias = a.delta_bias ? a.delta_bias[d] : T(0);
+    Dd = a.D ? a.D[d] : T(0);
+  }
+};
+
+template <class Core>
+inline int chunk_len(int64_t N) {
+  // dA and H scratch of chunk*N elements each stay well inside L1 / L2.
+  int64_t tb = 2048 / std::max<int64_t>(N, 1);
+  tb = std::max<int64_t>(16, std::min<int64_t>(256, tb));
+  return static_cast<int>(tb);
+}
+
+template <class T, class Arch, class Core>
+struct Driver {
+  SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
+    const int N = static_cast<int>(a.N);
+    const int64_t L = a.L;
+    const int TB = chunk_len<Core>(N);
+    const int CT = 32;  // channels per tile
+    std::vector<T> buf(3 * TB + static_cast<size_t>(TB) * N + static_cast<size_t>(CT) * N);
+    T* dt = buf.data();
+    T* dtu = dt + TB;
+    T* y = dtu + TB;
+    T* dA = y + TB;
+    T* hst = dA + static_cast<size_t>(TB) * N;
+    const StepStrides ss{a.Bs.sn, a.Bs.st, a.Cs.sn, a.Cs.st, 0, 0, 0, 0};
+
+    for (int64_t tile = bd0; tile < bd1; tile += CT) {
+      const int nt = static_cast<int>(std::min<int64_t>(CT, bd1 - tile));
+      for (int j = 0; j < nt; ++j) {
+        T* h = hst + static_cast<size_t>(j) * N;
+        if (a.h0)
+          std::memcpy(h, a.h0 + (tile + j) * N, sizeof(T) * N);
+        else
+          std::fill(h, h + N, T(0));
+      }
+      for (int64_t t0 = 0; t0 < L; t0 += TB) {
+        const int n = static_cast<int>(std::min<int64_t>(TB, L - t0));
+        for (int j = 0; j < nt; ++j) {
+          const Chan<T> c(a, tile + j);
+          const T* u = a.u + c.row + t0;
+          dt_pass<T, Arch>(a.delta + c.row + t0, u, c.bias, a.softplus, n, dt, dtu, nullptr);
+          Core::template chunk<Arch, false, true>(dt, dtu, c.A, c.B + t0 * a.Bs.st,
+                                                  c.C + t0 * a.Cs.st, ss, n, N,
+                                                  hst + static_cast<size_t>(j) * N, nullptr, y, dA);
+          out_pass<T, Arch>(y, u, a.z ? a.z + c.row + t0 : nullptr, c.Dd, n, a.out + c.row + t0);
+        }
+      }
+      if (a.last_state)
+        std::memcpy(a.last_state + tile * N, hst, sizeof(T) * N * nt);
+    }
+  }
+
+  // dB / dC: this thread's accumulation buffers (same layout as the caller's).
+  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dBbuf, T* dCbuf) {
+    const int N = static_cast<int>(a.N);
+    const int64_t L = a.L;
+    const int TB = chunk_len<Core>(N);
+    const int64_t nch = (L + TB - 1) / TB;
+    // Checkpoints of the tile: CT * nch * N elements, kept to ~256 KiB.
+    const int64_t ck_budget = 262144 / static_cast<int64_t>(sizeof(T));
+    const int CT = static_cast<int>(
+        std::max<int64_t>(1, std::min<int64_t>(32, ck_budget / std::max<int64_t>(1, nch * N))));
+    const size_t TBN = static_cast<size_t>(TB) * N;
+    std::vector<T> buf(6 * static_cast<size_t>(TB) + TBN + TBN + N +
+                       static_cast<size_t>(CT) * (3 * N + 2 + nch * N));
+    T* dt = buf.data();
+    T* dtu = dt + TB;
+    T* dsp = dtu + TB;
+    T* y = dsp + TB;
+    T* g = y + TB;
+    T* sB = g + TB;  // sum_n lambda*B per step; sum_n A*q reuses y once y is consumed
+    T* dA = sB + TB;
+    T* H = dA + TBN;  // (TB + 1) rows
+    T* hst = H + TBN + N;  // CT*N: state, then lambda
+    T* dAacc = hst + static_cast<size_t>(CT) * N;
+    T* tmp = dAacc + static_cast<size_t>(CT) * N;  // CT*N scratch for the current h
+    T* dDacc = tmp + static_cast<size_t>(CT) * N;
+    T* dbacc = dDacc + CT;
+    T* ck = dbacc + CT;  // CT * nch * N
+    const StepStrides ss{a.Bs.sn, a.Bs.st, a.Cs.sn, a.Cs.st, a.dBs.sn, a.dBs.st, a.dCs.sn, a.dCs.st};
+
+    for (int64_t tile = bd0; tile < bd1; tile += CT) {
+      const int nt = static_cast<int>(std::min<int64_t>(CT, bd1 - tile));
+      // 1) forward sweep storing the state at every chunk start
+      for (int j = 0; j < nt; ++j) {
+        T* h = hst + static_cast<size_t>(j) * N;
+        if (a.h0)
+          std::memcpy(h, a.h0 + (tile + j) * N, sizeof(T) * N);
+        else
+          std::fill(h, h + N, T(0));
+      }
+      for (int64_t c = 0; c < nch; ++c) {
+        const int64_t t0 = c * TB;
+        const int n = static_cast<int>(std::min<int64_t>(TB, L - t0));
+        for (int j = 0; j < nt; ++j) {
+          T* h = hst + static_cast<size_t>(j) * N;
+          std::memcpy(ck + (static_cast<size_t>(j) * nch + c) * N, h, sizeof(T) * N);
+          if (c == nch - 1) continue;  // the state after the last chunk is not needed
+          const Chan<T> ch(a, tile + j);
+          dt_pass<T, Arch>(a.delta + ch.row + t0, a.u + ch.row + t0, ch.bias, a.softplus, n, dt,
+                           dtu, nullptr);
+          Core::template chunk<Arch, false, false>(dt, dtu, ch.A, ch.B + t0 * a.Bs.st,
+                                                   ch.C + t0 * a.Cs.st, ss, n, N, h, nullptr,
+                                                   nullptr, dA);
+        }
+      }
+      // 2) reverse sweep
+      for (int j = 0; j < nt; ++j) {
+        T* lam = hst + static_cast<size_t>(j) * N;
+        if (a.dlast)
+          std::memcpy(lam, a.dlast + (tile + j) * N, sizeof(T) * N);
+        else
+          std::fill(lam, lam + N, T(0));
+        std::fill(dAacc + static_cast<size_t>(j) * N, dAacc + static_cast<size_t>(j + 1) * N, T(0));
+        dDacc[j] = T(0);
+        dbacc[j] = T(0);
+      }
+      for (int64_t c = nch - 1; c >= 0; --c) {
+        const int64_t t0 = c * TB;
+        const int n = static_cast<int>(std::min<int64_t>(TB, L - t0));
+        for (int j = 0; j < nt; ++j) {
+          const Chan<T> ch(a, tile + j);
+          const int64_t r = ch.row + t0;
+          const T* u = a.u + r;
+          dt_pass<T, Arch>(a.delta + r, u, ch.bias, a.softplus, n, dt, dtu, dsp);
+          T* h = tmp;
+          std::memcpy(h, ck + (static_cast<size_t>(j) * nch + c) * N, sizeof(T) * N);
+          std::memcpy(H, h, sizeof(T) * N);
+          const T* Bc = ch.B + t0 * a.Bs.st;
+          const T* Cc = ch.C + t0 * a.Cs.st;
+          if (a.z) {
+            Core::template chunk<Arch, true, true>(dt, dtu, ch.A, Bc, Cc, ss, n, N, h, H, y, dA);
+          } else {
+            Core::template chunk<Arch, true, false>(dt, dtu, ch.A, Bc, Cc, ss, n, N, h, H, nullptr,
+                                                    dA);
+          }
+          grad_out_pass<T, Arch>(y, u, a.z ? a.z + r : nullptr, a.dout + r, ch.Dd, n, g,
+                                 a.dz ? a.dz + r : nullptr);
+          const int64_t gi = ch.d / (a.Dm / a.G);
+          T* dBc = dBbuf + ch.b * a.dBs.sb + gi * a.dBs.sg + t0 * a.dBs.st;
+          T* dCc = dCbuf + ch.b * a.dCs.sb + gi * a.dCs.sg + t0 * a.dCs.st;
+          Core::bwd(dA, H, dt, dtu, g, Bc, Cc, dBc, dCc, ss, ch.A, n, N,
+                    hst + static_cast<size_t>(j) * N, dAacc + static_cast<size_t>(j) * N, sB, y);
+          grad_in_pass<T>(sB, y, g, dt, dsp, u, ch.Dd, n, a.du + r, a.ddelta + r, dDacc[j],
+                          dbacc[j]);
+        }
+      }
+      for (int j = 0; j < nt; ++j) {
+        const int64_t bd = tile + j;
+        if (a.dh0) std::memcpy(a.dh0 + bd * N, hst + static_cast<size_t>(j) * N, sizeof(T) * N);
+        std::memcpy(a.dA_part + bd * N, dAacc + static_cast<size_t>(j) * N, sizeof(T) * N);
+        if (a.dD_part) a.dD_part[bd] = dDacc[j];
+        if (a.dbias_part) a.dbias_part[bd] = dbacc[j];
+      }
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Per-ISA entry points: the whole driver is instantiated (always-inline passes and
+// cores) inside functions carrying the target attribute.
+
+template <class T>
+using FwdFn = void (*)(const FwdArgs<T>&, int64_t, int64_t);
+template <class T>
+using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, T*, T*);
+
+template <class T, class Arch>
+struct Entry {
+  // Choose the core for this problem; fast cores need the state dim contiguous.
+  template <class Fn>
+  SS_INLINE static void with_core(const FwdArgs<T>& a, bool contiguous, Fn&& fn) {
+#if defined(SS_VECTOR_EXT)
+    if constexpr (Arch::vbytes > 0 && sizeof(T) == 4) {
+      constexpr int FL = Arch::vbytes / static_cast<int>(sizeof(T));
+      if (contiguous) {
+        switch (a.N) {
+          case 1: return fn(FastCore<T, 1, 1, FL>{});
+          case 2: return fn(FastCore<T, 1, 2, FL>{});
+          case 4: return fn(FastCore<T, (FL < 4 ? FL : 4), 4 / (FL < 4 ? FL : 4), FL>{});
+          case 8: return fn(FastCore<T, (FL < 8 ? FL : 8), 8 / (FL < 8 ? FL : 8), FL>{});
+          case 16: return fn(FastCore<T, (FL < 16 ? FL : 16), 16 / (FL < 16 ? FL : 16), FL>{});
+          case 32: return fn(FastCore<T, FL, 32 / FL, FL>{});
+          case 64: return fn(FastCore<T, FL, 64 / FL, FL>{});
+          default: break;
+        }
+      }
+    }
+#endif
+    (void)contiguous;
+    return fn(GenericCore<T>{});
+  }
+
+  SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
+    const bool contiguous = a.Bs.sn == 1 && a.Cs.sn == 1;
+    with_core(a, contiguous, [&](auto core) SS_LAMBDA_INLINE {
+      using Core = decltype(core);
+      Driver<T, Arch, Core>::fwd(a, bd0, bd1);
+    });
+  }
+  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dB, T* dC) {
+    const bool contiguous =
+        a.Bs.sn == 1 && a.Cs.sn == 1 && a.dBs.sn == 1 && a.dCs.sn == 1;
+    with_core(a, contiguous, [&](auto core) SS_LAMBDA_INLINE {
+      using Core = decltype(core);
+      Driver<T, Arch, Core>::bwd(a, bd0, bd1, dB, dC);
+    });
+  }
+};
+
+// Entry points per ISA. The target attribute is on these functions only; everything
+// below them is always-inline, so it is compiled for that ISA.
+#define SS_DEFINE_ENTRIES(ATTR, ARCH, SUFFIX)                                             \
+  ATTR void fwd_f32_##SUFFIX(const FwdArgs<float>& a, int64_t b0, int64_t b1) {           \
+    Entry<float, ARCH>::fwd(a, b0, b1);                                                  \
+  }                                                                                      \
+  ATTR void bwd_f32_##SUFFIX(const BwdArgs<float>& a, int64_t b0, int64_t b1, float* dB, \
+                             float* dC) {                                                \
+    Entry<float, ARCH>::bwd(a, b0, b1, dB, dC);                                          \
+  }
+
+SS_DEFINE_ENTRIES(, ArchGeneric, generic)
+SS_DEFINE_ENTRIES(, ArchBase, base)
+#if defined(SS_X86)
+SS_DEFINE_ENTRIES(__attribute__((target("avx2,fma"))), ArchAVX2, avx2)
+SS_DEFINE_ENTRIES(__attribute__((target("avx512f,avx2,fma"))), ArchAVX512, avx512)
+#endif
+
+void fwd_f64(const FwdArgs<double>& a, int64_t b0, int64_t b1) {
+  Entry<double, ArchGeneric>::fwd(a, b0, b1);
+}
+void bwd_f64(const BwdArgs<double>& a, int64_t b0, int64_t b1, double* dB, double* dC) {
+  Entry<double, ArchGeneric>::bwd(a, b0, b1, dB, dC);
+}
+
+enum class Isa { Generic = 0, Base = 1, AVX2 = 2, AVX512 = 3 };
+
+Isa detect_isa() {
+  Isa best = Isa::Generic;
+#if defined(SS_VECTOR_EXT) && (defined(__x86_64__) || defined(__aarch64__))
+  best = Isa::Base;
+#endif
+#if defined(SS_X86)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma"))
+    best = Isa::AVX512;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    best = Isa::AVX2;
+#endif
+  if (const char* env = std::getenv("EFFSEG_SIMD")) {
+    const std::string v(env);
+    Isa cap = best;
+    if (v == "generic" || v == "none" || v == "scalar")
+      cap = Isa::Generic;
+    else if (v == "sse2" || v == "base" || v == "neon" || v == "default")
+      cap = Isa::Base;
+    else if (v == "avx2")
+      cap = Isa::AVX2;
+    else if (v == "avx512" || v == "avx512f")
+      cap = Isa::AVX512;
+    if (static_cast<int>(cap) < static_cast<int>(best)) best = cap;
+  }
+  return best;
+}
+
+Isa isa() {
+  static const Isa v = detect_isa();
+  return v;
+}
+
+FwdFn<float> pick_fwd_f32() {
+  switch (isa()) {
+#if defined(SS_X86)
+    case Isa::AVX512: return fwd_f32_avx512;
+    case Isa::AVX2: return fwd_f32_avx2;
+#endif
+    case Isa::Base: return fwd_f32_base;
+    default: return fwd_f32_generic;
+  }
+}
+BwdFn<float> pick_bwd_f32() {
+  switch (isa()) {
+#if defined(SS_X86)
+    case Isa::AVX512: return bwd_f32_avx512;
+    case Isa::AVX2: return bwd_f32_avx2;
+#endif
+    case Isa::Base: return bwd_f32_base;
+    default: return bwd_f32_generic;
+  }
+}
+
+template <class T>
+struct Pick;
+template <>
+struct Pick<float> {
+  static FwdFn<float> fwd() { return pick_fwd_f32(); }
+  static BwdFn<float> bwd() { return pick_bwd_f32(); }
+};
+template <>
+struct Pick<double> {
+  static FwdFn<double> fwd() { return fwd_f64; }
+  static BwdFn<double> bwd() { return bwd_f64; }
+};
+
+// Threads worth using: all of them unless the problem is tiny.
+int threads_for(int64_t channels, int64_t work) {
+  int nth = max_threads();
+  if (work < (int64_t{1} << 15)) nth = 1;
+  if (nth > channels) nth = static_cast<int>(std::max<int64_t>(channels, 1));
+  return std::max(nth, 1);
+}
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("selective_scan: " + msg); }
+
+// [min, max] element offset reached by b*sb + g*sg + n*sn + t*st over the index ranges.
+void offset_range(const Strides& s, int64_t Bt, int64_t G, int64_t N, int64_t L, int64_t& lo,
+                  int64_t& hi) {
+  lo = hi = 0;
+  const int64_t st[4] = {s.sb, s.sg, s.sn, s.st};
+  const int64_t ext[4] = {Bt, G, N, L};
+  for (int i = 0; i < 4; ++i) {
+    const int64_t span = st[i] * (ext[i] - 1);
+    if (span < 0)
+      lo += span;
+    else
+      hi += span;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Public API
+
+template <class T>
+void validate(const FwdArgs<T>& a) {
+  if (a.Bt < 0 || a.Dm < 0 || a.L < 0) bad("Bt, Dm and L must be >= 0");
+  if (a.N < 1) bad("N (state size) must be >= 1");
+  if (a.N > (int64_t{1} << 20)) bad("N is unreasonably large");
+  if (a.G < 1) bad("G (groups) must be >= 1");
+  if (a.Dm % a.G != 0) bad("Dm must be divisible by G");
+  if (a.Bt * a.Dm == 0) return;
+  if (!a.u || !a.delta || !a.A || !a.B || !a.C) bad("u, delta, A, B and C are required");
+}
+
+template <class T>
+void validate_bwd(const BwdArgs<T>& a) {
+  validate<T>(a);
+  if (a.Bt * a.Dm == 0) return;
+  if (!a.dout || !a.du || !a.ddelta || !a.dA_part) bad("dout, du, ddelta and dA_part are required");
+  if (!a.dB || !a.dC) bad("dB and dC buffers are required");
+  if (a.z && !a.dz) bad("dz is required when z is given");
+  if (a.L > 0) {
+    int64_t lo, hi;
+    offset_range(a.dBs, a.Bt, a.G, a.N, a.L, lo, hi);
+    if (lo < 0 || hi >= a.dB_numel) bad("dB strides reach outside the dB buffer");
+    offset_range(a.dCs, a.Bt, a.G, a.N, a.L, lo, hi);
+    if (lo < 0 || hi >= a.dC_numel) bad("dC strides reach outside the dC buffer");
+  }
+}
+
+template <class T>
+void forward(const FwdArgs<T>& a) {
+  validate(a);
+  if (!a.out && a.L > 0 && a.Bt * a.Dm > 0) bad("out is required");
+  const int64_t total = a.Bt * a.Dm;
+  if (total == 0) return;
+  const FwdFn<T> fn = Pick<T>::fwd();
+  const int nth = threads_for(total, total * std::max<int64_t>(a.L, 1) * a.N);
+#ifdef EFFSEG_OPENMP
+  if (nth > 1) {
+#pragma omp parallel num_threads(nth)
+    {
+      const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      fn(a, total * tid / nt, total * (tid + 1) / nt);
+    }
+    return;
+  }
+#endif
+  (void)nth;
+  fn(a, 0, total);
+}
+
+template <class T>
+void backward(const BwdArgs<T>& a) {
+  validate_bwd(a);
+  const int64_t total = a.Bt * a.Dm;
+  if (total == 0) return;
+  const BwdFn<T> fn = Pick<T>::bwd();
+  const int nth = threads_for(total, total * std::max<int64_t>(a.L, 1) * a.N);
+#ifdef EFFSEG_OPENMP
+  if (nth > 1) {
+    // Thread 0 accumulates into the caller's (zeroed) buffers, the others into their
+    // own zeroed copies, summed in at the end.
+    std::vector<std::vector<T>> pB(nth), pC(nth);
+    for (int k = 1; k < nth; ++k) {
+      pB[k].assign(static_cast<size_t>(a.dB_numel), T(0));
+      pC[k].assign(static_cast<size_t>(a.dC_numel), T(0));
+    }
+    constexpr int64_t blk = 4096;
+#pragma omp parallel num_threads(nth)
+    {
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      T* myB = tid == 0 ? a.dB : pB[tid].data();
+      T* myC = tid == 0 ? a.dC : pC[tid].data();
+      fn(a, total * tid / nt, total * (tid + 1) / nt, myB, myC);
+#pragma omp barrier
+      const int64_t nbB = (a.dB_numel + blk - 1) / blk, nbC = (a.dC_numel + blk - 1) / blk;
+#pragma omp for schedule(static)
+      for (int64_t ib = 0; ib < nbB + nbC; ++ib) {
+        const bool isB = ib < nbB;
+        T* dst = isB ? a.dB : a.dC;
+        const int64_t numel = isB ? a.dB_numel : a.dC_numel;
+        const int64_t i0 = (isB ? ib : ib - nbB) * blk;
+        const int64_t i1 = std::min(numel, i0 + blk);
+        for (int k = 1; k < nt; ++k) {
+          const T* src = (isB ? pB[k] : pC[k]).data();
+          for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
+        }
+      }
+    }
+    return;
+  }
+#endif
+  (void)nth;
+  fn(a, 0, total, a.dB, a.dC);
+}
+
+const char* simd_level() {
+  switch (isa()) {
+    case Isa::AVX512: return "avx512f";
+    case Isa::AVX2: return "avx2+fma";
+    case Isa::Base:
+#if defined(__aarch64__)
+      return "neon";
+#else
+      return "sse2";
+#endif
+    default: return "generic";
+  }
+}
+
+int max_threads() {
+#ifdef EFFSEG_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_num_threads(int n) {
+#ifdef EFFSEG_OPENMP
+  if (n >= 1) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+bool has_openmp() {
+#ifdef EFFSEG_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+template void validate<float>(const FwdArgs<float>&);
+template void validate<double>(const FwdArgs<double>&);
+template void validate_bwd<float>(const BwdArgs<float>&);
+template void validate_bwd<double>(const BwdArgs<double>&);
+template void forward<float>(const FwdArgs<float>&);
+template void forward<double>(const FwdArgs<double>&);
+template void backward<float>(const BwdArgs<float>&);
+template void backward<double>(const BwdArgs<double>&);
+
+}  // namespace selective_scan
+}  // namespace effseg

@@ -1,0 +1,83 @@
+// Mamba S6 selective scan, CPU kernel (forward + backward), float and double.
+//
+// Layouts (all sizes / strides in elements):
+//   u, delta, z, out, dout, du, ddelta, dz : contiguous (Bt, Dm, L)
+//   A                                      : contiguous (Dm, N)
+//   h0, last_state, dlast, dh0, dA_part    : contiguous (Bt, Dm, N)
+//   D, delta_bias                          : (Dm,)
+//   dD_part, dbias_part                    : contiguous (Bt, Dm)   (per-batch partials)
+//   B, C, dB, dC : element (b, d, n, t) lives at  p[b*sb + g*sg + n*sn + t*st]
+//                  with g = d / (Dm / G); any stride may be zero (broadcast).
+// Null pointers mean "absent". dB / dC must be zero-initialised by the caller; the
+// kernel adds every (b, d, n, t) contribution (race-free, via per-thread copies).
+#pragma once
+
+#include <cstdint>
+
+namespace effseg {
+namespace selective_scan {
+
+struct Strides {
+  int64_t sb = 0, sg = 0, sn = 0, st = 0;
+};
+
+template <class T>
+struct FwdArgs {
+  int64_t Bt = 0, Dm = 0, L = 0, N = 0, G = 1;
+  const T* u = nullptr;
+  const T* delta = nullptr;
+  const T* A = nullptr;
+  const T* B = nullptr;
+  Strides Bs;
+  const T* C = nullptr;
+  Strides Cs;
+  const T* D = nullptr;
+  const T* z = nullptr;
+  const T* delta_bias = nullptr;
+  const T* h0 = nullptr;
+  bool softplus = false;
+  T* out = nullptr;
+  T* last_state = nullptr;  // may be null
+};
+
+template <class T>
+struct BwdArgs : FwdArgs<T> {
+  const T* dout = nullptr;
+  const T* dlast = nullptr;  // may be null (= zero)
+  T* du = nullptr;
+  T* ddelta = nullptr;
+  T* dA_part = nullptr;
+  T* dB = nullptr;
+  Strides dBs;
+  int64_t dB_numel = 0;
+  T* dC = nullptr;
+  Strides dCs;
+  int64_t dC_numel = 0;
+  T* dD_part = nullptr;
+  T* dz = nullptr;
+  T* dbias_part = nullptr;
+  T* dh0 = nullptr;
+};
+
+// Throw std::invalid_argument on inconsistent sizes / missing required pointers.
+template <class T>
+void validate(const FwdArgs<T>& a);
+template <class T>
+void validate_bwd(const BwdArgs<T>& a);
+
+template <class T>
+void forward(const FwdArgs<T>& a);
+template <class T>
+void backward(const BwdArgs<T>& a);
+
+// The instruction set the float kernels dispatch to: "avx512f", "avx2+fma",
+// "sse2" (x86-64 baseline), "neon" or "generic". EFFSEG_SIMD=avx512|avx2|sse2|generic
+// in the environment caps it (read once, at the first call).
+const char* simd_level();
+
+int max_threads();
+void set_num_threads(int n);
+bool has_openmp();
+
+}  // namespace selective_scan
+}  // namespace effseg

@@ -1,0 +1,1 @@
+"""Benchmark helpers: side-by-side timing in one process, results as JSON."""

@@ -1,0 +1,77 @@
+"""ONNX export of modules that call effseg's custom ops.
+
+Each custom op is replaced by its standard-op decomposition (for the selective scan:
+the chunked form) before the ONNX exporter sees the graph, so the file runs in ONNX
+Runtime and parses in TensorRT without plugins.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+# Ops that TensorRT's ONNX parser rejects or that defeat the point of the decomposition.
+FORBIDDEN_OPS = frozenset({"Loop", "Scan", "Einsum", "SequenceConstruct", "SequenceAt"})
+
+
+def _selective_scan_decomp(u, delta, A, B, C, D, z, delta_bias, initial_state,
+                           delta_softplus, backend):
+    from ..ops.selective_scan_chunked import selective_scan_chunked
+
+    y, last = selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
+                                     initial_state=initial_state, checkpoint_chunks=False)
+    return y, last
+
+
+def decomposition_table() -> dict:
+    """torch.export's default decompositions plus effseg's ops as standard tensor ops."""
+    import effseg.ops  # noqa: F401  (registers the custom ops)
+
+    table = torch.export.default_decompositions()
+    table[torch.ops.effseg.selective_scan.default] = _selective_scan_decomp
+    return table
+
+
+def onnx_op_types(model_proto) -> set:
+    """Every op_type in an onnx.ModelProto, including those inside local functions."""
+    types = {n.op_type for n in model_proto.graph.node}
+    for fn in model_proto.functions:
+        types |= {n.op_type for n in fn.node}
+    return types
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    args: tuple,
+    path: Union[str, Path],
+    *,
+    opset: int = 18,
+    dynamic_shapes=None,
+    input_names: Optional[list] = None,
+    output_names: Optional[list] = None,
+):
+    """Export `model(*args)` to an ONNX file at `path` and return the onnx.ModelProto.
+
+    Raises RuntimeError if the graph still contains an op TensorRT cannot take
+    (Loop, Scan, Einsum, sequences).
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise RuntimeError("ONNX export needs the export extra: pip install 'effseg[export]'") from exc
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple of example inputs, got {type(args).__name__}")
+    model = model.eval()
+    with torch.no_grad():
+        ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes)
+        ep = ep.run_decompositions(decomposition_table())
+        program = torch.onnx.export(ep, args, dynamo=True, opset_version=opset,
+                                    input_names=input_names, output_names=output_names,
+                                    verbose=False)
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    bad = onnx_op_types(proto) & FORBIDDEN_OPS
+    if bad:
+        raise RuntimeError(f"exported graph contains ops TensorRT rejects: {sorted(bad)}")
+    return proto

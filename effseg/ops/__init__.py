@@ -1,0 +1,6 @@
+"""effseg's operations: each has a `_ref` (plain PyTorch, the definition of truth)."""
+from .selective_scan import selective_scan
+from .selective_scan_chunked import selective_scan_chunked
+from .selective_scan_ref import selective_scan_ref
+
+__all__ = ["selective_scan", "selective_scan_ref", "selective_scan_chunked"]

@@ -1,0 +1,88 @@
+"""Chunked selective scan from plain tensor ops: the portable and ONNX/TensorRT form.
+
+Inside a chunk of T steps, with S_t = cumsum_{k<=t}(dt_k A) (per channel and state),
+    h_t = exp(S_t) h_0 + sum_{s<=t} exp(S_t - S_s) dt_s B_s u_s.
+exp(S_t - S_s) is formed only for s <= t (the rest is masked to -inf before exp), so
+every factor is <= 1 and nothing overflows however long L is; the state h_0 is carried
+from chunk to chunk. Only CumSum, Exp, Mul, MatMul, ReduceSum and Where are used, all
+of which TensorRT's ONNX parser accepts; the Python loop over chunks unrolls at export,
+so the graph holds no Loop or Scan node.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ._bc import per_channel
+from .selective_scan_ref import compute_dtype, discretised_dt
+
+DEFAULT_CHUNK = 16
+
+
+def _chunk(dt, u, A, Bc, Cc, h0, mask):
+    """One chunk: dt, u (B, D, T); Bc, Cc (.., N, T); h0 (B, D, N) -> y (B, D, T), h_T."""
+    S = torch.cumsum(dt.unsqueeze(2) * A.unsqueeze(-1), dim=-1)  # (B, D, N, T)
+    diff = S.unsqueeze(-1) - S.unsqueeze(-2)  # [.., t, s] = S_t - S_s
+    W = torch.exp(torch.where(mask, diff, torch.full_like(diff, float("-inf"))))
+    drive = ((dt * u).unsqueeze(2) * Bc).unsqueeze(-1)  # (B, D, N, T, 1)
+    h = torch.matmul(W, drive).squeeze(-1) + torch.exp(S) * h0.unsqueeze(-1)
+    y = (h * Cc).sum(dim=2)
+    return y, h[..., -1]
+
+
+def selective_scan_chunked(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: Optional[torch.Tensor] = None,
+    z: Optional[torch.Tensor] = None,
+    delta_bias: Optional[torch.Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    *,
+    initial_state: Optional[torch.Tensor] = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    checkpoint_chunks: Optional[bool] = None,
+):
+    """Same contract as selective_scan_ref; differentiable through autograd.
+
+    Work is O(L * N * chunk_size): small chunks are cheaper, larger ones give fewer
+    graph nodes at export. Under autograd each chunk is checkpointed (unless
+    checkpoint_chunks=False), so training memory stays O(B * D * N * L) rather than
+    O(B * D * N * L * chunk_size).
+    """
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    cd = compute_dtype(u)
+    bt, dm, length = u.shape
+    n = A.shape[1]
+    uc = u.to(cd)
+    dt = discretised_dt(delta, delta_bias, delta_softplus, cd)
+    Ac = A.to(cd)
+    Bc = per_channel(B.to(cd), dm)
+    Cc = per_channel(C.to(cd), dm)
+    h = initial_state.to(cd) if initial_state is not None else uc.new_zeros(bt, dm, n)
+    if checkpoint_chunks is None:
+        checkpoint_chunks = torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    ys = []
+    for s in range(0, length, chunk_size):
+        e = min(s + chunk_size, length)
+        t = e - s
+        mask = torch.ones(t, t, dtype=torch.bool, device=u.device).tril()
+        bc = Bc if Bc.shape[-1] == 1 else Bc[..., s:e]
+        cc = Cc if Cc.shape[-1] == 1 else Cc[..., s:e]
+        args = (dt[..., s:e], uc[..., s:e], Ac, bc, cc, h, mask)
+        y, h = checkpoint(_chunk, *args, use_reentrant=False) if checkpoint_chunks else _chunk(*args)
+        ys.append(y)
+    y = torch.cat(ys, dim=-1)
+    if D is not None:
+        y = y + D.to(cd)[:, None] * uc
+    if z is not None:
+        y = y * F.silu(z.to(cd))
+    y = y.to(u.dtype)
+    return (y, h) if return_last_state else y

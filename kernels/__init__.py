@@ -1,0 +1,1 @@
+"""Triton kernels (CUDA path); loaded lazily by effseg._triton."""

@@ -13,20 +13,21 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._bc import per_channel
-from .selective_scan_ref import compute_dtype, discretised_dt
+from .selective_scan_ref import finish, prepare
 
 DEFAULT_CHUNK = 16
 
 
-def _chunk(dt, u, A, Bc, Cc, h0, mask):
-    """One chunk: dt, u (B, D, T); Bc, Cc (.., N, T); h0 (B, D, N) -> y (B, D, T), h_T."""
+def _chunk(dt, u, A, Bc, Cc, h0, neg_mask):
+    """One chunk: dt, u (B, D, T); Bc, Cc (.., N, T); h0 (B, D, N) -> y (B, D, T), h_T.
+
+    neg_mask (T, T) is 0 where s <= t and -inf above the diagonal: adding it before exp
+    zeroes the acausal terms (S_t - S_s is finite, so no inf - inf and no NaN gradient).
+    """
     S = torch.cumsum(dt.unsqueeze(2) * A.unsqueeze(-1), dim=-1)  # (B, D, N, T)
-    diff = S.unsqueeze(-1) - S.unsqueeze(-2)  # [.., t, s] = S_t - S_s
-    W = torch.exp(torch.where(mask, diff, torch.full_like(diff, float("-inf"))))
+    W = torch.exp(S.unsqueeze(-1) - S.unsqueeze(-2) + neg_mask)  # [.., t, s] = exp(S_t - S_s)
     drive = ((dt * u).unsqueeze(2) * Bc).unsqueeze(-1)  # (B, D, N, T, 1)
     h = torch.matmul(W, drive).squeeze(-1) + torch.exp(S) * h0.unsqueeze(-1)
     y = (h * Cc).sum(dim=2)
@@ -58,31 +59,21 @@ def selective_scan_chunked(
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    cd = compute_dtype(u)
-    bt, dm, length = u.shape
-    n = A.shape[1]
-    uc = u.to(cd)
-    dt = discretised_dt(delta, delta_bias, delta_softplus, cd)
-    Ac = A.to(cd)
-    Bc = per_channel(B.to(cd), dm)
-    Cc = per_channel(C.to(cd), dm)
-    h = initial_state.to(cd) if initial_state is not None else uc.new_zeros(bt, dm, n)
+    uc, dt, Ac, Bc, Cc, h = prepare(u, delta, A, B, C, delta_bias, delta_softplus, initial_state)
+    length = u.shape[-1]
     if checkpoint_chunks is None:
         checkpoint_chunks = torch.is_grad_enabled() and not torch.compiler.is_compiling()
     ys = []
+    neg_mask = None
     for s in range(0, length, chunk_size):
         e = min(s + chunk_size, length)
         t = e - s
-        mask = torch.ones(t, t, dtype=torch.bool, device=u.device).tril()
+        if neg_mask is None or neg_mask.shape[0] != t:
+            neg_mask = torch.full((t, t), float("-inf"), dtype=uc.dtype, device=u.device).triu(1)
         bc = Bc if Bc.shape[-1] == 1 else Bc[..., s:e]
         cc = Cc if Cc.shape[-1] == 1 else Cc[..., s:e]
-        args = (dt[..., s:e], uc[..., s:e], Ac, bc, cc, h, mask)
+        args = (dt[..., s:e], uc[..., s:e], Ac, bc, cc, h, neg_mask)
         y, h = checkpoint(_chunk, *args, use_reentrant=False) if checkpoint_chunks else _chunk(*args)
         ys.append(y)
-    y = torch.cat(ys, dim=-1)
-    if D is not None:
-        y = y + D.to(cd)[:, None] * uc
-    if z is not None:
-        y = y * F.silu(z.to(cd))
-    y = y.to(u.dtype)
+    y = finish(torch.cat(ys, dim=-1), uc, D, z, u.dtype)
     return (y, h) if return_last_state else y

@@ -28,6 +28,24 @@ def discretised_dt(delta, delta_bias, delta_softplus, cd):
     return dt
 
 
+def prepare(u, delta, A, B, C, delta_bias, delta_softplus, initial_state):
+    """fp32 (or fp64) operands shared by the tensor-op forms: u, dt, A, per-channel B/C, h0."""
+    cd = compute_dtype(u)
+    bt, dm, _ = u.shape
+    h0 = initial_state.to(cd) if initial_state is not None else u.new_zeros(bt, dm, A.shape[1], dtype=cd)
+    return (u.to(cd), discretised_dt(delta, delta_bias, delta_softplus, cd), A.to(cd),
+            per_channel(B.to(cd), dm), per_channel(C.to(cd), dm), h0)
+
+
+def finish(y, uc, D, z, out_dtype):
+    """Skip connection D*u and the silu(z) gate, then the input dtype."""
+    if D is not None:
+        y = y + D.to(y.dtype)[:, None] * uc
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y.to(out_dtype)
+
+
 def selective_scan_ref(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -48,30 +66,14 @@ def selective_scan_ref(
     D, delta_bias (D,); initial_state (B, D, N). Returns y in u's dtype, and the last
     state (B, D, N) in the fp32 compute dtype when return_last_state.
     """
-    cd = compute_dtype(u)
-    bt, dm, length = u.shape
-    uc = u.to(cd)
-    dt = discretised_dt(delta, delta_bias, delta_softplus, cd)
-    Ac = A.to(cd)
-    Bc = per_channel(B.to(cd), dm)
-    Cc = per_channel(C.to(cd), dm)
-    # decay[b, d, n, t] and input[b, d, n, t]
+    uc, dt, Ac, Bc, Cc, h = prepare(u, delta, A, B, C, delta_bias, delta_softplus, initial_state)
+    # decay[b, d, n, t] = exp(dt A), drive[b, d, n, t] = dt B u
     decay = torch.exp(dt.unsqueeze(2) * Ac.unsqueeze(-1))
     drive = (dt * uc).unsqueeze(2) * Bc
-    h = (
-        initial_state.to(cd)
-        if initial_state is not None
-        else uc.new_zeros(bt, dm, A.shape[1])
-    )
     ys = []
-    for t in range(length):
+    for t in range(u.shape[-1]):
         h = decay[..., t] * h + drive[..., t]
         c_t = Cc[..., 0] if Cc.shape[-1] == 1 else Cc[..., t]
         ys.append((h * c_t).sum(-1))
-    y = torch.stack(ys, dim=-1)
-    if D is not None:
-        y = y + D.to(cd)[:, None] * uc
-    if z is not None:
-        y = y * F.silu(z.to(cd))
-    y = y.to(u.dtype)
+    y = finish(torch.stack(ys, dim=-1), uc, D, z, u.dtype)
     return (y, h) if return_last_state else y

@@ -70,7 +70,7 @@ void run_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr
   fill_fwd(a, Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus);
   a.out = mp<T>(out);
   a.last_state = mp<T>(last_state);
-  ss::validate(a);  // throws with the GIL held
+  ss::validate_fwd(a);  // argument errors are raised with the GIL held
   py::gil_scoped_release nogil;
   ss::forward(a);
 }
@@ -170,6 +170,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info, "compiler, OpenMP, thread count and SIMD level of this build");
   m.def(
       "set_num_threads", [](int n) { ss::set_num_threads(n); }, "n"_a,
-      "Threads the kernels use (OpenMP); no-op without OpenMP.");
-  m.def("get_num_threads", &ss::max_threads);
+      "Threads the kernels use (their own setting, torch's is not touched); n <= 0 restores "
+      "the OpenMP default. No effect without OpenMP.");
+  m.def("get_num_threads", &ss::max_threads, "Threads the kernels use (1 without OpenMP).");
 }

@@ -2,33 +2,37 @@
 //
 // Structure
 //   * Work is split over (b, d) channel pairs: each OpenMP thread takes a contiguous
-//     range and walks it in tiles of a few dozen channels, time-chunk-major inside a
-//     tile (for chunk: for channel), so the chunk of B / C (and dB / dC) a tile shares
-//     stays in L1 while every channel of the tile uses it.
+//     range and walks it in tiles of up to 32 channels, time-chunk-major inside a
+//     tile (for chunk: for channel), so the chunk of B / C (and dB / dC) the channels
+//     of a tile share stays in L1 / L2 while each of them uses it.
 //   * Per (channel, chunk) the work is split into flat, vectorisable passes:
 //       dt pass     dt = softplus(delta + bias), dt*u                (over t)
 //       dA pass     dA[t][n] = exp(dt[t] * A[n])                     (over t*n)
-//       scan pass   h = dA*h + dt*u*B ; partial sums of C*h          (sequential in t,
+//       scan        h = dA*h + dt*u*B ; y = sum_n C*h                (sequential in t,
 //                                                                    SIMD over n)
-//       out pass    y = sum(partials) + D*u, * silu(z)               (over t)
+//       out pass    (y + D*u) * silu(z)                              (over t)
 //     so the only loop-carried chain is the one multiply-add on h.
-//   * float has its own exp / log1p (range reduction + polynomial, ~1-2 ulp) that the
-//     compiler vectorises; std::exp does not vectorise without -ffast-math.
-//   * The hot path (float, state dim contiguous in B / C / dB / dC, N in
-//     {1,2,4,8,16,32,64}) keeps the state in registers with GCC vector extensions and
-//     is compiled once per ISA (SSE2 baseline, AVX2+FMA, AVX-512F) behind runtime
-//     dispatch. Everything else (double, odd N, strided state dim) takes a generic
-//     runtime-N path.
+//   * float has its own exp / exp2 / log1p (range reduction + polynomial, about 1 ulp)
+//     that vectorise; std::exp does not without -ffast-math. The dA pass checks per
+//     chunk that every dt*A is in range and then skips the special-case handling.
+//   * The hot path (float; state dim contiguous in B, C, dB, dC; N in
+//     {1, 2, 4, 8, 16, 32, 64}) keeps the state in registers with GCC vector
+//     extensions and is compiled once per ISA (x86-64 baseline SSE2, AVX2+FMA,
+//     AVX-512F) behind runtime dispatch (EFFSEG_SIMD caps it; defining
+//     EFFSEG_NO_X86_DISPATCH builds the baseline only). Everything else (double, other
+//     N, a strided state dim) takes a generic runtime-N path.
 //   * Backward: a forward sweep stores the state at the start of every time chunk;
-//     chunks are then walked backwards, recomputing that chunk's states into a small
-//     scratch buffer, and the adjoint runs in reverse. Memory per thread is
+//     chunks are then walked backwards, recomputing the chunk's states into a small
+//     scratch buffer, and the adjoint runs in reverse over it. Memory per thread is
 //     O(tile * L / chunk * N + chunk * N), never O(L * N) per channel.
 //   * dB / dC contributions of several channels (and, with zero strides, several b / t)
-//     land on one address: each thread accumulates into its own copy (thread 0 into
-//     the caller's buffer), and the copies are summed at the end.
+//     land on one address. A thread adds straight into the caller's buffer when no
+//     other direct writer can touch the offsets it can touch; otherwise into a private
+//     zeroed buffer covering its offsets, summed in after the parallel part.
 #include "selective_scan/selective_scan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -52,7 +56,7 @@
 #define SS_LAMBDA_INLINE
 #endif
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(EFFSEG_NO_X86_DISPATCH)
 #define SS_X86 1
 #endif
 
@@ -110,8 +114,9 @@ SS_INLINE float as_float(int32_t i) {
   return x;
 }
 
-// exp(x) for float: round(x / ln2) by the 1.5*2^23 trick, Cody-Waite reduction,
-// degree-6 polynomial (Cephes expf coefficients), exponent added to the bits.
+// exp(x) for float: k = round(x / ln2) by the 1.5*2^23 trick, two-constant (hi/lo
+// ln2) reduction r = x - k ln2, e^r = 1 + r + r^2 P(r) with P of degree 4 fitted
+// here (near-minimax, < 1 ulp on |r| <= ln2/2), k added to the exponent bits.
 // 0 below ln(FLT_MIN) (no denormals), +inf above ln(FLT_MAX), NaN stays NaN.
 template <class Arch>
 SS_INLINE float exp_f(float x) {
@@ -122,14 +127,13 @@ SS_INLINE float exp_f(float x) {
   float kf = fmadd<Arch>(xc, 1.44269504088896341f, magic);
   const int32_t ki = as_int(kf) - as_int(magic);
   kf -= magic;
-  float r = fmadd<Arch>(kf, -0.693359375f, xc);
-  r = fmadd<Arch>(kf, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmadd<Arch>(p, r, 1.3981999507e-3f);
-  p = fmadd<Arch>(p, r, 8.3334519073e-3f);
-  p = fmadd<Arch>(p, r, 4.1665795894e-2f);
-  p = fmadd<Arch>(p, r, 1.6666665459e-1f);
-  p = fmadd<Arch>(p, r, 5.0000001201e-1f);
+  float r = fmadd<Arch>(kf, -0.693359375f, xc);  // 0.693359375 = 355/512: k*hi exact
+  r = fmadd<Arch>(kf, 2.12194440054690583e-4f, r);  // 355/512 - ln2
+  float p = 1.3814615085721016e-3f;
+  p = fmadd<Arch>(p, r, 8.368710055947304e-3f);
+  p = fmadd<Arch>(p, r, 4.166838899254799e-2f);
+  p = fmadd<Arch>(p, r, 1.666652113199234e-1f);
+  p = fmadd<Arch>(p, r, 4.999999403953552e-1f);
   p = fmadd<Arch>(p, r * r, r) + 1.0f;
   float res = as_float(as_int(p) + static_cast<int32_t>(static_cast<uint32_t>(ki) << 23));
   res = x < lo ? 0.0f : res;
@@ -305,10 +309,13 @@ SS_INLINE void grad_in_pass(const T* sB, const T* sQ, const T* g, const T* dt, c
 }
 
 // ---------------------------------------------------------------------------------
-// Scan cores: the sequential part of one chunk for one channel.
-//   scan: h_t = dA_t h_{t-1} + dtu_t B_t over the chunk (h in / out through hmem),
-//         optionally storing H[(i+1)*N..] = h_{t0+i} and P[i*W..] = partial sums of C*h.
-//   bwd : the adjoint over the chunk in reverse (see backward()).
+// Cores: the per-channel work of one time chunk.
+//   chunk: dA = exp(dt A), then h_t = dA_t h_{t-1} + dtu_t B_t over the chunk (h in /
+//          out through hmem), optionally y_t = sum_n C_t h_t and H[(i+1)*N..] = h_t.
+//   bwd  : the adjoint over the chunk in reverse, with H[0..] = the state before it:
+//            lam_t = g_t C_t + lam (lam = dA_{t+1} lam_{t+1}, dlast after the end)
+//            dC_t += g_t h_t, dB_t += lam_t dt_t u_t, SB_t = sum_n lam_t B_t,
+//            q = lam_t h_{t-1} dA_t, SQ_t = sum_n A q, dA += dt_t q, lam = dA_t lam_t.
 // B/C/dB/dC pointers point at time t0 of the chunk.
 
 struct StepStrides {
@@ -398,11 +405,20 @@ struct FastCore {
   using U = typename Lane<T, W>::utype;
 
   SS_INLINE static V ld(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(V));
-    return v;
+    if constexpr (W == 1) {
+      return *p;  // (a memcpy here made GCC carry the state in an integer register)
+    } else {
+      V v;
+      std::memcpy(&v, p, sizeof(V));
+      return v;
+    }
   }
-  SS_INLINE static void st(T* p, const V& v) { std::memcpy(p, &v, sizeof(V)); }
+  SS_INLINE static void st(T* p, const V& v) {
+    if constexpr (W == 1)
+      *p = v;
+    else
+      std::memcpy(p, &v, sizeof(V));
+  }
 
   // exp(dt[i] * A[k]) is computed as 2^(dt[i] * (A[k] * log2 e)). The unchecked exp
   // is used when every argument of the chunk is in range (the usual case; four
@@ -608,11 +624,10 @@ struct Chan {
   }
 };
 
-template <class Core>
 inline int chunk_len(int64_t N) {
   // dA and H scratch of chunk*N elements each stay well inside L1 / L2.
   int64_t tb = 2048 / std::max<int64_t>(N, 1);
-  tb = std::max<int64_t>(16, std::min<int64_t>(256, tb));
+  tb = std::max<int64_t>(16, std::min<int64_t>(1024, tb));
   return static_cast<int>(tb);
 }
 
@@ -621,7 +636,7 @@ struct Driver {
   SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
     const int N = static_cast<int>(a.N);
     const int64_t L = a.L;
-    const int TB = chunk_len<Core>(N);
+    const int TB = chunk_len(N);
     const int CT = 32;  // channels per tile
     std::vector<T> buf(3 * TB + static_cast<size_t>(TB) * N + static_cast<size_t>(CT) * N);
     T* dt = buf.data();
@@ -657,19 +672,22 @@ struct Driver {
     }
   }
 
-  // dB / dC: this thread's accumulation buffers (same layout as the caller's).
-  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dBbuf, T* dCbuf) {
+  // The dB / dC element at offset o of the caller's layout is accumulated at
+  // dBbuf[o - dBlo] / dCbuf[o - dClo] (the caller's buffer, or this thread's own one
+  // covering the offsets it touches).
+  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dBbuf, int64_t dBlo,
+                            T* dCbuf, int64_t dClo) {
     const int N = static_cast<int>(a.N);
     const int64_t L = a.L;
-    const int TB = chunk_len<Core>(N);
+    const int TB = chunk_len(N);
     const int64_t nch = (L + TB - 1) / TB;
     // Checkpoints of the tile: CT * nch * N elements, kept to ~256 KiB.
     const int64_t ck_budget = 262144 / static_cast<int64_t>(sizeof(T));
     const int CT = static_cast<int>(
         std::max<int64_t>(1, std::min<int64_t>(32, ck_budget / std::max<int64_t>(1, nch * N))));
     const size_t TBN = static_cast<size_t>(TB) * N;
-    std::vector<T> buf(6 * static_cast<size_t>(TB) + TBN + TBN + N +
-                       static_cast<size_t>(CT) * (3 * N + 2 + nch * N));
+    std::vector<T> buf(6 * static_cast<size_t>(TB) + TBN + TBN + 2 * static_cast<size_t>(N) +
+                       static_cast<size_t>(CT) * (2 * N + 2 + nch * N));
     T* dt = buf.data();
     T* dtu = dt + TB;
     T* dsp = dtu + TB;
@@ -680,8 +698,8 @@ struct Driver {
     T* H = dA + TBN;  // (TB + 1) rows
     T* hst = H + TBN + N;  // CT*N: state, then lambda
     T* dAacc = hst + static_cast<size_t>(CT) * N;
-    T* tmp = dAacc + static_cast<size_t>(CT) * N;  // CT*N scratch for the current h
-    T* dDacc = tmp + static_cast<size_t>(CT) * N;
+    T* tmp = dAacc + static_cast<size_t>(CT) * N;  // N: the state while recomputing
+    T* dDacc = tmp + N;
     T* dbacc = dDacc + CT;
     T* ck = dbacc + CT;  // CT * nch * N
     const StepStrides ss{a.Bs.sn, a.Bs.st, a.Cs.sn, a.Cs.st, a.dBs.sn, a.dBs.st, a.dCs.sn, a.dCs.st};
@@ -744,8 +762,8 @@ struct Driver {
           grad_out_pass<T, Arch>(y, u, a.z ? a.z + r : nullptr, a.dout + r, ch.Dd, n, g,
                                  a.dz ? a.dz + r : nullptr);
           const int64_t gi = ch.d / (a.Dm / a.G);
-          T* dBc = dBbuf + ch.b * a.dBs.sb + gi * a.dBs.sg + t0 * a.dBs.st;
-          T* dCc = dCbuf + ch.b * a.dCs.sb + gi * a.dCs.sg + t0 * a.dCs.st;
+          T* dBc = dBbuf + (ch.b * a.dBs.sb + gi * a.dBs.sg + t0 * a.dBs.st - dBlo);
+          T* dCc = dCbuf + (ch.b * a.dCs.sb + gi * a.dCs.sg + t0 * a.dCs.st - dClo);
           Core::bwd(dA, H, dt, dtu, g, Bc, Cc, dBc, dCc, ss, ch.A, n, N,
                     hst + static_cast<size_t>(j) * N, dAacc + static_cast<size_t>(j) * N, sB, y);
           grad_in_pass<T>(sB, y, g, dt, dsp, u, ch.Dd, n, a.du + r, a.ddelta + r, dDacc[j],
@@ -770,7 +788,7 @@ struct Driver {
 template <class T>
 using FwdFn = void (*)(const FwdArgs<T>&, int64_t, int64_t);
 template <class T>
-using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, T*, T*);
+using BwdFn = void (*)(const BwdArgs<T>&, int64_t, int64_t, T*, int64_t, T*, int64_t);
 
 template <class T, class Arch>
 struct Entry {
@@ -805,12 +823,13 @@ struct Entry {
       Driver<T, Arch, Core>::fwd(a, bd0, bd1);
     });
   }
-  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dB, T* dC) {
+  SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dB, int64_t dBlo,
+                            T* dC, int64_t dClo) {
     const bool contiguous =
         a.Bs.sn == 1 && a.Cs.sn == 1 && a.dBs.sn == 1 && a.dCs.sn == 1;
     with_core(a, contiguous, [&](auto core) SS_LAMBDA_INLINE {
       using Core = decltype(core);
-      Driver<T, Arch, Core>::bwd(a, bd0, bd1, dB, dC);
+      Driver<T, Arch, Core>::bwd(a, bd0, bd1, dB, dBlo, dC, dClo);
     });
   }
 };
@@ -822,22 +841,28 @@ struct Entry {
     Entry<float, ARCH>::fwd(a, b0, b1);                                                  \
   }                                                                                      \
   ATTR void bwd_f32_##SUFFIX(const BwdArgs<float>& a, int64_t b0, int64_t b1, float* dB, \
-                             float* dC) {                                                \
-    Entry<float, ARCH>::bwd(a, b0, b1, dB, dC);                                          \
+                             int64_t dBlo, float* dC, int64_t dClo) {                    \
+    Entry<float, ARCH>::bwd(a, b0, b1, dB, dBlo, dC, dClo);                              \
   }
 
 SS_DEFINE_ENTRIES(, ArchGeneric, generic)
 SS_DEFINE_ENTRIES(, ArchBase, base)
 #if defined(SS_X86)
 SS_DEFINE_ENTRIES(__attribute__((target("avx2,fma"))), ArchAVX2, avx2)
+#if defined(EFFSEG_TEST_EMULATE_AVX512)
+// Test builds only: the 16-lane code paths compiled for AVX2, chosen on AVX2 machines.
+SS_DEFINE_ENTRIES(__attribute__((target("avx2,fma"))), ArchAVX512, avx512)
+#else
 SS_DEFINE_ENTRIES(__attribute__((target("avx512f,avx2,fma"))), ArchAVX512, avx512)
+#endif
 #endif
 
 void fwd_f64(const FwdArgs<double>& a, int64_t b0, int64_t b1) {
   Entry<double, ArchGeneric>::fwd(a, b0, b1);
 }
-void bwd_f64(const BwdArgs<double>& a, int64_t b0, int64_t b1, double* dB, double* dC) {
-  Entry<double, ArchGeneric>::bwd(a, b0, b1, dB, dC);
+void bwd_f64(const BwdArgs<double>& a, int64_t b0, int64_t b1, double* dB, int64_t dBlo,
+             double* dC, int64_t dClo) {
+  Entry<double, ArchGeneric>::bwd(a, b0, b1, dB, dBlo, dC, dClo);
 }
 
 enum class Isa { Generic = 0, Base = 1, AVX2 = 2, AVX512 = 3 };
@@ -854,6 +879,9 @@ Isa detect_isa() {
     best = Isa::AVX512;
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     best = Isa::AVX2;
+#if defined(EFFSEG_TEST_EMULATE_AVX512)
+  if (best == Isa::AVX2) best = Isa::AVX512;
+#endif
 #endif
   if (const char* env = std::getenv("EFFSEG_SIMD")) {
     const std::string v(env);
@@ -920,19 +948,35 @@ int threads_for(int64_t channels, int64_t work) {
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("selective_scan: " + msg); }
 
-// [min, max] element offset reached by b*sb + g*sg + n*sn + t*st over the index ranges.
-void offset_range(const Strides& s, int64_t Bt, int64_t G, int64_t N, int64_t L, int64_t& lo,
-                  int64_t& hi) {
-  lo = hi = 0;
+// [lo, hi] element offsets reached by b*sb + g*sg + n*sn + t*st for b in [b0, b1],
+// g in [g0, g1], n in [0, N), t in [0, L) (any stride signs).
+struct Span {
+  int64_t lo, hi;
+};
+Span offset_span(const Strides& s, int64_t b0, int64_t b1, int64_t g0, int64_t g1, int64_t N,
+                 int64_t L) {
   const int64_t st[4] = {s.sb, s.sg, s.sn, s.st};
-  const int64_t ext[4] = {Bt, G, N, L};
-  for (int i = 0; i < 4; ++i) {
-    const int64_t span = st[i] * (ext[i] - 1);
-    if (span < 0)
-      lo += span;
-    else
-      hi += span;
+  const int64_t i0[4] = {b0, g0, 0, 0};
+  const int64_t i1[4] = {b1, g1, N - 1, L - 1};
+  Span r{0, 0};
+  for (int k = 0; k < 4; ++k) {
+    const int64_t x = st[k] * i0[k], y = st[k] * i1[k];
+    r.lo += std::min(x, y);
+    r.hi += std::max(x, y);
   }
+  return r;
+}
+// Offsets of dB (or dC) a thread owning channel pairs [bd0, bd1) may touch.
+template <class T>
+Span thread_span(const BwdArgs<T>& a, const Strides& s, int64_t bd0, int64_t bd1) {
+  const int64_t b0 = bd0 / a.Dm, b1 = (bd1 - 1) / a.Dm;
+  const int64_t per = a.Dm / a.G;
+  int64_t g0 = 0, g1 = a.G - 1;
+  if (b0 == b1) {
+    g0 = (bd0 - b0 * a.Dm) / per;
+    g1 = (bd1 - 1 - b0 * a.Dm) / per;
+  }
+  return offset_span(s, b0, b1, g0, g1, a.N, a.L);
 }
 
 }  // namespace
@@ -947,30 +991,35 @@ void validate(const FwdArgs<T>& a) {
   if (a.N > (int64_t{1} << 20)) bad("N is unreasonably large");
   if (a.G < 1) bad("G (groups) must be >= 1");
   if (a.Dm % a.G != 0) bad("Dm must be divisible by G");
-  if (a.Bt * a.Dm == 0) return;
+  if (a.Bt * a.Dm == 0 || a.L == 0) return;
   if (!a.u || !a.delta || !a.A || !a.B || !a.C) bad("u, delta, A, B and C are required");
+}
+
+template <class T>
+void validate_fwd(const FwdArgs<T>& a) {
+  validate(a);
+  if (!a.out && a.L > 0 && a.Bt * a.Dm > 0) bad("out is required");
 }
 
 template <class T>
 void validate_bwd(const BwdArgs<T>& a) {
   validate<T>(a);
   if (a.Bt * a.Dm == 0) return;
-  if (!a.dout || !a.du || !a.ddelta || !a.dA_part) bad("dout, du, ddelta and dA_part are required");
-  if (!a.dB || !a.dC) bad("dB and dC buffers are required");
-  if (a.z && !a.dz) bad("dz is required when z is given");
+  if (!a.dA_part) bad("dA_part is required");
   if (a.L > 0) {
-    int64_t lo, hi;
-    offset_range(a.dBs, a.Bt, a.G, a.N, a.L, lo, hi);
-    if (lo < 0 || hi >= a.dB_numel) bad("dB strides reach outside the dB buffer");
-    offset_range(a.dCs, a.Bt, a.G, a.N, a.L, lo, hi);
-    if (lo < 0 || hi >= a.dC_numel) bad("dC strides reach outside the dC buffer");
+    if (!a.dout || !a.du || !a.ddelta) bad("dout, du and ddelta are required");
+    if (!a.dB || !a.dC) bad("dB and dC buffers are required");
+    if (a.z && !a.dz) bad("dz is required when z is given");
+    Span sp = offset_span(a.dBs, 0, a.Bt - 1, 0, a.G - 1, a.N, a.L);
+    if (sp.lo < 0 || sp.hi >= a.dB_numel) bad("dB strides reach outside the dB buffer");
+    sp = offset_span(a.dCs, 0, a.Bt - 1, 0, a.G - 1, a.N, a.L);
+    if (sp.lo < 0 || sp.hi >= a.dC_numel) bad("dC strides reach outside the dC buffer");
   }
 }
 
 template <class T>
 void forward(const FwdArgs<T>& a) {
-  validate(a);
-  if (!a.out && a.L > 0 && a.Bt * a.Dm > 0) bad("out is required");
+  validate_fwd(a);
   const int64_t total = a.Bt * a.Dm;
   if (total == 0) return;
   const FwdFn<T> fn = Pick<T>::fwd();
@@ -995,35 +1044,61 @@ void backward(const BwdArgs<T>& a) {
   const int64_t total = a.Bt * a.Dm;
   if (total == 0) return;
   const BwdFn<T> fn = Pick<T>::bwd();
-  const int nth = threads_for(total, total * std::max<int64_t>(a.L, 1) * a.N);
+  const int nth = a.L > 0 ? threads_for(total, total * a.L * a.N) : 1;
 #ifdef EFFSEG_OPENMP
   if (nth > 1) {
-    // Thread 0 accumulates into the caller's (zeroed) buffers, the others into their
-    // own zeroed copies, summed in at the end.
-    std::vector<std::vector<T>> pB(nth), pC(nth);
-    for (int k = 1; k < nth; ++k) {
-      pB[k].assign(static_cast<size_t>(a.dB_numel), T(0));
-      pC[k].assign(static_cast<size_t>(a.dC_numel), T(0));
-    }
-    constexpr int64_t blk = 4096;
+    // Thread k owns channel pairs [total*k/nth, total*(k+1)/nth). Threads whose dB / dC
+    // offsets overlap no other direct writer's (greedily, thread 0 always; e.g. all of
+    // them with one batch per thread) add into the caller's buffer directly; the rest
+    // into a private zeroed buffer covering just their offsets, summed in at the end.
+    struct Acc {
+      std::vector<T> buf;
+      Span span;
+      bool direct;
+      T* base(T* dst) { return direct ? dst : buf.data(); }
+      int64_t lo() const { return direct ? 0 : span.lo; }
+    };
+    auto plan = [&](const Strides& s, std::vector<Acc>& acc) {
+      acc.resize(nth);
+      for (int k = 0; k < nth; ++k)
+        acc[k].span = thread_span(a, s, total * k / nth, total * (k + 1) / nth);
+      for (int k = 0; k < nth; ++k) {
+        bool alone = true;
+        for (int j = 0; j < k && alone; ++j)
+          if (acc[j].direct && acc[j].span.lo <= acc[k].span.hi && acc[k].span.lo <= acc[j].span.hi)
+            alone = false;
+        acc[k].direct = alone;
+        if (!alone)
+          acc[k].buf.assign(static_cast<size_t>(acc[k].span.hi - acc[k].span.lo + 1), T(0));
+      }
+    };
+    std::vector<Acc> accB, accC;
+    plan(a.dBs, accB);
+    plan(a.dCs, accC);
+    constexpr int64_t blk = 16384;
 #pragma omp parallel num_threads(nth)
     {
-      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-      T* myB = tid == 0 ? a.dB : pB[tid].data();
-      T* myC = tid == 0 ? a.dC : pC[tid].data();
-      fn(a, total * tid / nt, total * (tid + 1) / nt, myB, myC);
+      const int k = omp_get_thread_num();
+      const int got = omp_get_num_threads();
+      // Normally one share per thread; should the runtime give fewer threads, the
+      // shares are dealt out round-robin (each still uses its own buffers).
+      for (int j = k; j < nth; j += got)
+        fn(a, total * j / nth, total * (j + 1) / nth, accB[j].base(a.dB), accB[j].lo(),
+           accC[j].base(a.dC), accC[j].lo());
 #pragma omp barrier
       const int64_t nbB = (a.dB_numel + blk - 1) / blk, nbC = (a.dC_numel + blk - 1) / blk;
 #pragma omp for schedule(static)
       for (int64_t ib = 0; ib < nbB + nbC; ++ib) {
         const bool isB = ib < nbB;
         T* dst = isB ? a.dB : a.dC;
-        const int64_t numel = isB ? a.dB_numel : a.dC_numel;
+        const std::vector<Acc>& acc = isB ? accB : accC;
         const int64_t i0 = (isB ? ib : ib - nbB) * blk;
-        const int64_t i1 = std::min(numel, i0 + blk);
-        for (int k = 1; k < nt; ++k) {
-          const T* src = (isB ? pB[k] : pC[k]).data();
-          for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
+        const int64_t i1 = std::min(isB ? a.dB_numel : a.dC_numel, i0 + blk);
+        for (int j = 0; j < nth; ++j) {
+          if (acc[j].direct) continue;
+          const int64_t lo = std::max(i0, acc[j].span.lo), hi = std::min(i1, acc[j].span.hi + 1);
+          const T* src = acc[j].buf.data() - acc[j].span.lo;
+          for (int64_t i = lo; i < hi; ++i) dst[i] += src[i];
         }
       }
     }
@@ -1031,7 +1106,7 @@ void backward(const BwdArgs<T>& a) {
   }
 #endif
   (void)nth;
-  fn(a, 0, total, a.dB, a.dC);
+  fn(a, 0, total, a.dB, 0, a.dC, 0);
 }
 
 const char* simd_level() {
@@ -1048,21 +1123,21 @@ const char* simd_level() {
   }
 }
 
+// The kernels' own thread count (0: the OpenMP default). Kept apart from
+// omp_set_num_threads so that it does not change torch's OpenMP setting when both
+// share one runtime.
+static std::atomic<int> g_num_threads{0};
+
 int max_threads() {
 #ifdef EFFSEG_OPENMP
-  return omp_get_max_threads();
+  const int n = g_num_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
 
-void set_num_threads(int n) {
-#ifdef EFFSEG_OPENMP
-  if (n >= 1) omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
+void set_num_threads(int n) { g_num_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
 
 bool has_openmp() {
 #ifdef EFFSEG_OPENMP
@@ -1074,6 +1149,8 @@ bool has_openmp() {
 
 template void validate<float>(const FwdArgs<float>&);
 template void validate<double>(const FwdArgs<double>&);
+template void validate_fwd<float>(const FwdArgs<float>&);
+template void validate_fwd<double>(const FwdArgs<double>&);
 template void validate_bwd<float>(const BwdArgs<float>&);
 template void validate_bwd<double>(const BwdArgs<double>&);
 template void forward<float>(const FwdArgs<float>&);

@@ -59,9 +59,13 @@ struct BwdArgs : FwdArgs<T> {
   T* dh0 = nullptr;
 };
 
-// Throw std::invalid_argument on inconsistent sizes / missing required pointers.
+// Throw std::invalid_argument on inconsistent sizes / missing required pointers
+// (validate: the inputs both passes read; validate_fwd / validate_bwd: plus outputs).
+// forward() / backward() validate again themselves.
 template <class T>
 void validate(const FwdArgs<T>& a);
+template <class T>
+void validate_fwd(const FwdArgs<T>& a);
 template <class T>
 void validate_bwd(const BwdArgs<T>& a);
 

@@ -16,10 +16,16 @@ def _sync(device: str):
 
 
 def median_ms(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> dict:
-    """Run fn warmup times, then time `repeats` calls; return median/min/max in ms."""
+    """Run fn warmup times, then time `repeats` calls; return median/min/max in ms.
+
+    Calls that take over a second (the Python-loop reference at long L) get 3 repeats.
+    """
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     _sync(device)
+    if warmup and (time.perf_counter() - t0) / warmup > 1.0:
+        repeats = min(repeats, 3)
     times = []
     for _ in range(repeats):
         if device.startswith("cuda"):

@@ -17,10 +17,11 @@ FORBIDDEN_OPS = frozenset({"Loop", "Scan", "Einsum", "SequenceConstruct", "Seque
 
 def _selective_scan_decomp(u, delta, A, B, C, D, z, delta_bias, initial_state,
                            delta_softplus, backend):
-    from ..ops.selective_scan_chunked import selective_scan_chunked
+    from ..ops.selective_scan_chunked import EXPORT_CHUNK, selective_scan_chunked
 
     y, last = selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
-                                     initial_state=initial_state, checkpoint_chunks=False)
+                                     initial_state=initial_state, chunk_size=EXPORT_CHUNK,
+                                     checkpoint_chunks=False)
     return y, last
 
 

@@ -39,7 +39,9 @@ def finite(name: str, x: torch.Tensor):
     # Data-dependent: a host sync in eager mode, impossible while tracing, so skipped there.
     if torch.compiler.is_compiling():
         return
-    if not bool(torch.isfinite(x).all()):
+    # One reduction is ~10x cheaper than isfinite().all(); NaN/Inf anywhere makes the sum
+    # non-finite, and only then is the exact (and overflow-proof) check paid for.
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

@@ -70,10 +70,12 @@ def selective_scan_ref(
     # decay[b, d, n, t] = exp(dt A), drive[b, d, n, t] = dt B u
     decay = torch.exp(dt.unsqueeze(2) * Ac.unsqueeze(-1))
     drive = (dt * uc).unsqueeze(2) * Bc
+    # unbind, not indexing: the backward of one unbind is one stack, while indexing
+    # step by step would scatter into a full-size zero gradient at every step (O(L^2)).
+    c_steps = Cc.unbind(-1) if Cc.shape[-1] > 1 else [Cc[..., 0]] * u.shape[-1]
     ys = []
-    for t in range(u.shape[-1]):
-        h = decay[..., t] * h + drive[..., t]
-        c_t = Cc[..., 0] if Cc.shape[-1] == 1 else Cc[..., t]
+    for a_t, b_t, c_t in zip(decay.unbind(-1), drive.unbind(-1), c_steps):
+        h = a_t * h + b_t
         ys.append((h * c_t).sum(-1))
     y = finish(torch.stack(ys, dim=-1), uc, D, z, u.dtype)
     return (y, h) if return_last_state else y

@@ -51,6 +51,15 @@ def stream_ms(nbytes: int, device: str = "cpu", repeats: int = 5) -> float:
     return median_ms(lambda: dst.copy_(src), device, repeats=max(repeats, 5), warmup=2)["median_ms"]
 
 
+def dram_GBps(device: str = "cpu", nbytes: int = 1 << 29) -> float:
+    """Main-memory copy bandwidth (bytes read + written per second) on a buffer far
+    larger than any cache: the floor for data that does not stay cache-resident."""
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, repeats=5, warmup=2)["median_ms"]
+    return 2 * nbytes / (ms * 1e6)
+
+
 def machine(device: str = "cpu") -> dict:
     info = {
         "platform": platform.platform(),

@@ -18,7 +18,6 @@ from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import compute_dtype, selective_scan_ref
 
 BACKENDS = ("auto", "ref", "cpp", "triton", "chunked")
-_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend):

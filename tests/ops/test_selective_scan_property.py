@@ -1,6 +1,5 @@
 """Hypothesis: for any shapes/forms/flags the C++ and chunked scans agree with the reference."""
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scan_cases import FLAG_NAMES, assert_close, call, make_inputs

@@ -40,6 +40,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #ifdef EFFSEG_OPENMP
@@ -118,12 +119,16 @@ SS_INLINE float as_float(int32_t i) {
 // ln2) reduction r = x - k ln2, e^r = 1 + r + r^2 P(r) with P of degree 4 fitted
 // here (near-minimax, < 1 ulp on |r| <= ln2/2), k added to the exponent bits.
 // 0 below ln(FLT_MIN) (no denormals), +inf above ln(FLT_MAX), NaN stays NaN.
+// exp(x) for float: k = round(x / ln2) by the 1.5*2^23 trick, two-constant (hi/lo
+// ln2) reduction r = x - k ln2, e^r = 1 + r + r^2 P(r) with P of degree 4 fitted
+// here (near-minimax, < 1 ulp on |r| <= ln2/2), k added to the exponent bits.
+// exp_f_core assumes x in [lo, hi] and is finite (NaN gives an unspecified value): the
+// softplus and sigmoid use it where the out-of-range results cannot matter, which
+// saves the four compares and blends that exp_f spends on them.
+constexpr float kExpLo = -87.33654475f, kExpHi = 88.72283905f;
 template <class Arch>
-SS_INLINE float exp_f(float x) {
-  constexpr float lo = -87.33654475f, hi = 88.72283905f;
+SS_INLINE float exp_f_core(float xc) {
   constexpr float magic = 12582912.0f;  // 1.5 * 2^23
-  float xc = x < lo ? lo : x;
-  xc = xc > hi ? hi : xc;
   float kf = fmadd<Arch>(xc, 1.44269504088896341f, magic);
   const int32_t ki = as_int(kf) - as_int(magic);
   kf -= magic;
@@ -135,9 +140,16 @@ SS_INLINE float exp_f(float x) {
   p = fmadd<Arch>(p, r, 1.666652113199234e-1f);
   p = fmadd<Arch>(p, r, 4.999999403953552e-1f);
   p = fmadd<Arch>(p, r * r, r) + 1.0f;
-  float res = as_float(as_int(p) + static_cast<int32_t>(static_cast<uint32_t>(ki) << 23));
-  res = x < lo ? 0.0f : res;
-  res = x > hi ? std::numeric_limits<float>::infinity() : res;
+  return as_float(as_int(p) + static_cast<int32_t>(static_cast<uint32_t>(ki) << 23));
+}
+// 0 below ln(FLT_MIN) (no denormals), +inf above ln(FLT_MAX), NaN stays NaN.
+template <class Arch>
+SS_INLINE float exp_f(float x) {
+  float xc = x < kExpLo ? kExpLo : x;
+  xc = xc > kExpHi ? kExpHi : xc;
+  float res = exp_f_core<Arch>(xc);
+  res = x < kExpLo ? 0.0f : res;
+  res = x > kExpHi ? std::numeric_limits<float>::infinity() : res;
   return x != x ? x : res;
 }
 
@@ -161,7 +173,10 @@ struct Math<T, Arch, true> {
   // approximately (1/w ~ 1.5 - w/2, exact at w = 1 where the correction matters).
   SS_INLINE static float softplus_core(float x, float& e, float& w) {
     const float ax = x < 0.0f ? -x : x;
-    e = exp_f<Arch>(-ax);
+    // e underflows below kExpLo: clamped, e ~ 1e-38 and softplus ~ e, as good as 0 for
+    // a step size. A NaN x is returned as is by the callers' x <= 20 test.
+    const float na = -ax < kExpLo ? kExpLo : -ax;
+    e = exp_f_core<Arch>(na);
     w = 1.0f + e;
     const bool big = w > 1.41421356f;
     const float m = big ? 0.5f * w : w;
@@ -182,7 +197,13 @@ struct Math<T, Arch, true> {
     const float r = softplus_core(x, e, w);
     return x <= 20.0f ? r : x;
   }
-  SS_INLINE static float sigmoid(float x) { return 1.0f / (1.0f + exp_f<Arch>(-x)); }
+  // Clamped: for x < -kExpHi the true value is below 1e-38; a NaN x gives an unspecified
+  // value, but every caller multiplies it by x (silu), which keeps the NaN.
+  SS_INLINE static float sigmoid(float x) {
+    float nx = -x > kExpHi ? kExpHi : -x;
+    nx = nx < kExpLo ? kExpLo : nx;
+    return 1.0f / (1.0f + exp_f_core<Arch>(nx));
+  }
   // sigmoid(x) = 1/w for x >= 0, e/w for x < 0 (same e, w as the softplus).
   SS_INLINE static void softplus_d(float x, float& sp, float& dsp) {
     float e, w;
@@ -352,7 +373,9 @@ SS_INLINE V splat(float c) {
 
 // 2^x for float lanes, x in [kExp2Lo, kExp2Hi] and finite (no checks): round to
 // nearest integer k by the 1.5*2^23 trick, r = x - k exact in [-1/2, 1/2], 2^r by a
-// degree-6 polynomial (near-minimax, < 1 ulp), k added to the exponent bits.
+// degree-5 polynomial with p(0) = 1 (relative-error fit, max 1.7e-7 ~ 1.4 ulp; one
+// FMA fewer than degree 6, which the forward's throughput is bound by), k added to the
+// exponent bits.
 constexpr float kExp2Lo = -126.0f;       // results stay normal
 constexpr float kExp2Hi = 127.99998f;    // results stay finite
 template <class V, class U>
@@ -361,11 +384,10 @@ SS_INLINE V exp2_core(V x) {
   const V t = x + magic;
   const U e = bits_as<U>(t) << 23;  // (bits(magic) << 23) wraps to 0
   const V r = x - (t - magic);
-  V p = r * 1.5345810970757157e-4f + 1.3399932067841291e-3f;
-  p = p * r + 9.618489071726799e-3f;
-  p = p * r + 5.550328642129898e-2f;
-  p = p * r + 2.4022646248340607e-1f;
-  p = p * r + 6.931471824645996e-1f;
+  V p = r * 1.3264714507386088e-3f + 9.671513922512531e-3f;
+  p = p * r + 5.550733953714371e-2f;
+  p = p * r + 2.4022242426872253e-1f;
+  p = p * r + 6.931470036506653e-1f;
   p = p * r + 1.0f;
   return bits_as<V>(bits_as<U>(p) + e);
 }
@@ -391,6 +413,31 @@ SS_INLINE T hsum(const typename Lane<T, W>::type& v) {
     std::memcpy(&lo, &v, sizeof(H));
     std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
     return hsum<T, W / 2>(lo + hi);
+  }
+}
+
+// Transposed lane sums: W vectors r[0..W) in, r[0] out with lane l = sum of the lanes
+// of the input r[l]. log2(W) levels; each adds the two halves of every block of Bk
+// lanes of two vectors, interleaved so that the result holds both vectors' partial
+// sums (the generic form of the x86 hadd + 128-bit-lane swap reduction).
+template <int W, int Bk, bool HI>
+constexpr int pair_lane(int l) {
+  const int hb = Bk / 2, j = l / Bk, p = l % Bk;
+  return (p < hb ? j * Bk + p : W + j * Bk + (p - hb)) + (HI ? hb : 0);
+}
+template <class V, int W, int Bk, int... Is>
+SS_INLINE V pair_sum(const V& a, const V& b, std::integer_sequence<int, Is...>) {
+  return __builtin_shufflevector(a, b, pair_lane<W, Bk, false>(Is)...) +
+         __builtin_shufflevector(a, b, pair_lane<W, Bk, true>(Is)...);
+}
+template <class V, int W, int Bk = W>
+SS_INLINE void transpose_sum(V* r) {
+  if constexpr (Bk >= 2) {
+    constexpr int live = Bk / 2;
+#pragma GCC unroll 16
+    for (int i = 0; i < live; ++i)
+      r[i] = pair_sum<V, W, Bk>(r[i], r[i + live], std::make_integer_sequence<int, W>{});
+    transpose_sum<V, W, Bk / 2>(r);
   }
 }
 
@@ -474,12 +521,15 @@ struct FastCore {
 
   // One chunk of n steps for one channel: h (in/out through hmem) advanced over the
   // chunk; y[i] = sum_n C h (WANT_Y); H[(i+1)*N..] = h after step i (STORE_H, for
-  // the backward). dA (chunk*N scratch) receives exp(dt A).
+  // the backward). dA (chunk*N scratch) receives exp(dt A), or, on the fused path,
+  // the per-step lane sums of C h.
   template <class Arch, bool STORE_H, bool WANT_Y>
   SS_INLINE static void chunk(const T* dt, const T* dtu, const T* A, const T* B, const T* C,
                               const StepStrides& s, int n, int /*Nrt*/, T* hmem, T* H, T* y,
                               T* dA) {
-    if (needs_checked_exp(dt, A, n))
+    const bool checked = needs_checked_exp(dt, A, n);
+    if (!STORE_H && !checked) return fused<WANT_Y>(dt, dtu, A, B, C, s, n, hmem, y, dA);
+    if (checked)
       dA_pass_v<true>(dt, A, n, dA);
     else
       dA_pass_v<false>(dt, A, n, dA);
@@ -503,6 +553,55 @@ struct FastCore {
     }
 #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) st(hmem + v * W, h[v]);
+  }
+
+  // The forward without stored states: exp(dt A) computed in the step loop (no dA
+  // round trip through memory) and the horizontal sums of C h deferred to one pass
+  // over the chunk, so the loop is only FMAs and the exp's integer ops. The forward
+  // is bound by FMA throughput (N exps per step), so these two save most.
+  template <bool WANT_Y>
+  SS_INLINE static void fused(const T* dt, const T* dtu, const T* A, const T* B, const T* C,
+                              const StepStrides& s, int n, T* hmem, T* y, T* accbuf) {
+    V h[NV], a2[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) {
+      h[v] = ld(hmem + v * W);
+      a2[v] = ld(A + v * W) * L2E;
+    }
+    const int64_t bt = s.bt, ct = s.ct;
+    for (int i = 0; i < n; ++i) {
+      const T d = dt[i], x = dtu[i];
+      V acc = V{};
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        h[v] = exp2_core<V, U>(a2[v] * d) * h[v] + ld(B + v * W) * x;
+        if (WANT_Y) acc += ld(C + v * W) * h[v];
+      }
+      if (WANT_Y) st(accbuf + static_cast<int64_t>(i) * W, acc);
+      B += bt;
+      C += ct;
+    }
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) st(hmem + v * W, h[v]);
+    if (WANT_Y) lane_sums(accbuf, n, y);
+  }
+
+  // y[i] = sum of the W lanes of acc row i, W rows at a time by transposed sums (the
+  // compiler's own vectorisation of the plain loop shuffled ~10 ops per row).
+  SS_INLINE static void lane_sums(const T* acc, int n, T* y) {
+    if constexpr (W == 1) {
+      std::memcpy(y, acc, sizeof(T) * n);
+    } else {
+      int i = 0;
+      for (; i + W <= n; i += W) {
+        V r[W];
+#pragma GCC unroll 16
+        for (int k = 0; k < W; ++k) r[k] = ld(acc + static_cast<int64_t>(i + k) * W);
+        transpose_sum<V, W>(r);
+        st(y + i, r[0]);
+      }
+      for (; i < n; ++i) y[i] = hsum<T, W>(ld(acc + static_cast<int64_t>(i) * W));
+    }
   }
 
   SS_INLINE static void bwd(const T* dA, const T* H, const T* dt, const T* dtu, const T* g,
@@ -631,6 +730,21 @@ inline int chunk_len(int64_t N) {
   return static_cast<int>(tb);
 }
 
+template <class T>
+SS_INLINE void prefetch_span(const T* p, int64_t bytes, bool write) {
+#if defined(__GNUC__)
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) {
+    if (write)
+      __builtin_prefetch(c + o, 1, 3);
+    else
+      __builtin_prefetch(c + o, 0, 3);
+  }
+#else
+  (void)p, (void)bytes, (void)write;
+#endif
+}
+
 template <class T, class Arch, class Core>
 struct Driver {
   SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
@@ -665,10 +779,86 @@ struct Driver {
                                                   c.C + t0 * a.Cs.st, ss, n, N,
                                                   hst + static_cast<size_t>(j) * N, nullptr, y, dA);
           out_pass<T, Arch>(y, u, a.z ? a.z + c.row + t0 : nullptr, c.Dd, n, a.out + c.row + t0);
+          // This channel's next chunk is needed only after the tile's other channels:
+          // time enough for its rows to arrive from DRAM, which the hardware prefetchers
+          // do not fetch ahead for these short strided pieces.
+          if (t0 + TB < L) {
+            const int64_t o = c.row + t0 + TB;
+            const int64_t bytes = sizeof(T) * std::min<int64_t>(TB, L - t0 - TB);
+            prefetch_span(a.delta + o, bytes, false);
+            prefetch_span(a.u + o, bytes, false);
+            if (a.z) prefetch_span(a.z + o, bytes, false);
+            prefetch_span(a.out + o, bytes, true);
+          }
         }
       }
       if (a.last_state)
         std::memcpy(a.last_state + tile * N, hst, sizeof(T) * N * nt);
+    }
+  }
+
+  // Cross-scan forward (SS2D): units [q0, q1) of the Bt x Du output channels, Du =
+  // Dm / G. Output channel d of batch b sums the G scans of channels c = g*Du + d, scan
+  // g visiting position tmap[g*L + t] at step t. The rows are gathered per chunk and
+  // the outputs scattered back, so neither the G re-ordered copies of u nor the G
+  // per-scan outputs exist in memory. A unit's G scans run in one thread: the output
+  // row is accumulated without races.
+  SS_INLINE static void fwd_cross(const FwdArgs<T>& a, int64_t q0, int64_t q1) {
+    const int N = static_cast<int>(a.N);
+    const int64_t L = a.L, Du = a.Dm / a.G;
+    const int TB = chunk_len(N);
+    const int CT = 32;
+    const size_t TBN = static_cast<size_t>(TB) * N;
+    std::vector<T> buf(5 * static_cast<size_t>(TB) + 3 * TBN + static_cast<size_t>(CT) * N);
+    T* dt = buf.data();
+    T* dtu = dt + TB;
+    T* y = dtu + TB;
+    T* ug = y + TB;
+    T* dg = ug + TB;
+    T* dA = dg + TB;
+    T* Bg = dA + TBN;
+    T* Cg = Bg + TBN;
+    T* hst = Cg + TBN;
+    const StepStrides ss{1, N, 1, N, 0, 0, 0, 0};  // the gathered B / C chunks
+
+    for (int64_t q = q0; q < q1;) {
+      const int64_t b = q / Du, d0 = q - b * Du;
+      const int nt = static_cast<int>(std::min<int64_t>({CT, q1 - q, Du - d0}));
+      for (int64_t g = 0; g < a.G; ++g) {
+        const int32_t* map = a.tmap + g * L;
+        const T* Bb = a.B + b * a.Bs.sb + g * a.Bs.sg;
+        const T* Cb = a.C + b * a.Cs.sb + g * a.Cs.sg;
+        std::fill(hst, hst + static_cast<size_t>(nt) * N, T(0));
+        for (int64_t t0 = 0; t0 < L; t0 += TB) {
+          const int n = static_cast<int>(std::min<int64_t>(TB, L - t0));
+          const int32_t* m = map + t0;
+          for (int i = 0; i < n; ++i)
+            for (int k = 0; k < N; ++k) {
+              Bg[static_cast<size_t>(i) * N + k] = Bb[k * a.Bs.sn + m[i] * a.Bs.st];
+              Cg[static_cast<size_t>(i) * N + k] = Cb[k * a.Cs.sn + m[i] * a.Cs.st];
+            }
+          for (int j = 0; j < nt; ++j) {
+            const int64_t d = d0 + j, c = g * Du + d;
+            const T* urow = a.u + (b * Du + d) * L;
+            const T* drow = a.delta + (b * a.Dm + c) * L;
+            T* orow = a.out + (b * Du + d) * L;
+            for (int i = 0; i < n; ++i) {
+              ug[i] = urow[m[i]];
+              dg[i] = drow[m[i]];
+            }
+            dt_pass<T, Arch>(dg, ug, a.delta_bias ? a.delta_bias[c] : T(0), a.softplus, n, dt, dtu,
+                             nullptr);
+            Core::template chunk<Arch, false, true>(dt, dtu, a.A + c * N, Bg, Cg, ss, n, N,
+                                                    hst + static_cast<size_t>(j) * N, nullptr, y, dA);
+            const T Dd = a.D ? a.D[c] : T(0);
+            if (g == 0)  // scan 0 visits every position: it initialises the row
+              for (int i = 0; i < n; ++i) orow[m[i]] = y[i] + Dd * ug[i];
+            else
+              for (int i = 0; i < n; ++i) orow[m[i]] += y[i] + Dd * ug[i];
+          }
+        }
+      }
+      q += nt;
     }
   }
 
@@ -817,10 +1007,14 @@ struct Entry {
   }
 
   SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
-    const bool contiguous = a.Bs.sn == 1 && a.Cs.sn == 1;
+    // Cross scans gather B / C into contiguous chunks, so any strides get a fast core.
+    const bool contiguous = a.tmap || (a.Bs.sn == 1 && a.Cs.sn == 1);
     with_core(a, contiguous, [&](auto core) SS_LAMBDA_INLINE {
       using Core = decltype(core);
-      Driver<T, Arch, Core>::fwd(a, bd0, bd1);
+      if (a.tmap)
+        Driver<T, Arch, Core>::fwd_cross(a, bd0, bd1);
+      else
+        Driver<T, Arch, Core>::fwd(a, bd0, bd1);
     });
   }
   SS_INLINE static void bwd(const BwdArgs<T>& a, int64_t bd0, int64_t bd1, T* dB, int64_t dBlo,
@@ -999,6 +1193,21 @@ template <class T>
 void validate_fwd(const FwdArgs<T>& a) {
   validate(a);
   if (!a.out && a.L > 0 && a.Bt * a.Dm > 0) bad("out is required");
+  if (a.tmap) {
+    if (a.z || a.h0 || a.last_state) bad("a cross scan takes no z, initial or last state");
+    if (a.L > (int64_t{1} << 31) - 1) bad("a cross scan needs L < 2^31");
+    // Each row of tmap must be a permutation of [0, L): scan 0 initialises every
+    // output position and the others add to them.
+    std::vector<uint8_t> seen(static_cast<size_t>(a.L));
+    for (int64_t g = 0; g < a.G; ++g) {
+      std::fill(seen.begin(), seen.end(), uint8_t(0));
+      for (int64_t t = 0; t < a.L; ++t) {
+        const int32_t p = a.tmap[g * a.L + t];
+        if (p < 0 || p >= a.L || seen[p]) bad("tmap rows must be permutations of 0..L-1");
+        seen[p] = 1;
+      }
+    }
+  }
 }
 
 template <class T>
@@ -1020,7 +1229,8 @@ void validate_bwd(const BwdArgs<T>& a) {
 template <class T>
 void forward(const FwdArgs<T>& a) {
   validate_fwd(a);
-  const int64_t total = a.Bt * a.Dm;
+  // Cross scans split the work by output channel (all G scans of one in one thread).
+  const int64_t total = a.tmap ? a.Bt * (a.Dm / a.G) : a.Bt * a.Dm;
   if (total == 0) return;
   const FwdFn<T> fn = Pick<T>::fwd();
   const int nth = threads_for(total, total * std::max<int64_t>(a.L, 1) * a.N);

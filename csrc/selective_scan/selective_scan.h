@@ -38,6 +38,12 @@ struct FwdArgs {
   bool softplus = false;
   T* out = nullptr;
   T* last_state = nullptr;  // may be null
+  // Cross scan (SS2D): when set, (G, L) int32, each row a permutation of 0..L-1. The G
+  // groups are G traversal orders of one map: channel c = g*Du + d (Du = Dm / G) reads
+  // u row d and delta row c at position tmap[g*L + t] at step t, and out (Bt, Du, L)
+  // receives at that position the sum over g of y + D*u. u is (Bt, Du, L); no z / h0 /
+  // last_state.
+  const int32_t* tmap = nullptr;
 };
 
 template <class T>

@@ -83,7 +83,8 @@ def bench_selective_scan(device: str = "cpu", lengths=SCAN_LENGTHS_QUICK, modes=
     return dict(op="selective_scan", device=device, machine=machine(device),
                 shape=dict(SCAN_SHAPE, dtype="float32", B_C="time-varying (batch, dstate, L)",
                            flags="D, z, delta_bias, delta_softplus"),
-                method=(f"median of {repeats} timed calls (3 when a call takes over 1 s) after 1 warm-up, "
+                method=(f"median of at least {repeats} timed calls (more for fast calls: ~0.5 s of timing, "
+                        "up to 50; 3 when a call takes over 1 s) after 2 warm-ups, "
                         "side by side in one process"),
                 stream_ms={str(k): v for k, v in streams.items()},
                 dram_copy_GBps=dram,

@@ -15,17 +15,24 @@ def _sync(device: str):
         torch.cuda.synchronize()
 
 
-def median_ms(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> dict:
-    """Run fn warmup times, then time `repeats` calls; return median/min/max in ms.
+def median_ms(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 2,
+              budget_s: float = 0.5, max_repeats: int = 50) -> dict:
+    """Run fn warmup times, then time at least `repeats` calls; return median/min/max in ms.
 
+    Fast calls are repeated until about budget_s of timing (at most max_repeats calls):
+    on a shared 2-core machine a median of 5 millisecond calls moved by 2x between runs.
     Calls that take over a second (the Python-loop reference at long L) get 3 repeats.
     """
-    t0 = time.perf_counter()
-    for _ in range(warmup):
+    per_call = 0.0
+    for _ in range(warmup):  # the last warm-up call (not the first: lazy set-up) sizes the run
+        t0 = time.perf_counter()
         fn()
-    _sync(device)
-    if warmup and (time.perf_counter() - t0) / warmup > 1.0:
+        _sync(device)
+        per_call = time.perf_counter() - t0
+    if per_call > 1.0:
         repeats = min(repeats, 3)
+    elif per_call > 0:
+        repeats = max(repeats, min(max_repeats, int(budget_s / per_call)))
     times = []
     for _ in range(repeats):
         if device.startswith("cuda"):

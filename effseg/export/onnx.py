@@ -15,22 +15,12 @@ import torch
 FORBIDDEN_OPS = frozenset({"Loop", "Scan", "Einsum", "SequenceConstruct", "SequenceAt"})
 
 
-def _selective_scan_decomp(u, delta, A, B, C, D, z, delta_bias, initial_state,
-                           delta_softplus, backend):
-    from ..ops.selective_scan_chunked import EXPORT_CHUNK, selective_scan_chunked
-
-    y, last = selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
-                                     initial_state=initial_state, chunk_size=EXPORT_CHUNK,
-                                     checkpoint_chunks=False)
-    return y, last
-
-
 def decomposition_table() -> dict:
     """torch.export's default decompositions plus effseg's ops as standard tensor ops."""
-    import effseg.ops  # noqa: F401  (registers the custom ops)
+    from ..ops._lowering import lowerings
 
     table = torch.export.default_decompositions()
-    table[torch.ops.effseg.selective_scan.default] = _selective_scan_decomp
+    table.update(lowerings())
     return table
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from . import _lowering
 from . import _validate as V
 from ._bc import as_grouped, grad_buffer, groups_of
 from .selective_scan_chunked import selective_scan_chunked
@@ -350,3 +351,15 @@ def selective_scan(
     out, last = _selective_scan_op(u, delta, A, B, C, D, z, delta_bias, initial_state,
                                    bool(delta_softplus), backend)
     return (out, last) if return_last_state else out
+
+
+def _onnx_lowering(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, backend):
+    """The chunked form (CumSum/Exp/MatMul/Where): no Loop or Scan node for TensorRT."""
+    from .selective_scan_chunked import EXPORT_CHUNK
+
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
+                                  initial_state=initial_state, chunk_size=EXPORT_CHUNK,
+                                  checkpoint_chunks=False)
+
+
+_lowering.register(torch.ops.effseg.selective_scan.default, _onnx_lowering)

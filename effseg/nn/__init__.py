@@ -1,4 +1,5 @@
 """nn.Modules built on effseg's ops."""
+from .depthwise_separable_conv import DepthwiseSeparableConv
 from .ss2d import SS2D
 
-__all__ = ["SS2D"]
+__all__ = ["SS2D", "DepthwiseSeparableConv"]

@@ -1,8 +1,6 @@
 """Depthwise-separable convolution block on effseg's depthwise_conv2d."""
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -29,8 +27,8 @@ class DepthwiseSeparableConv(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size=3, stride=1, dilation=1,
-                 activation: Optional[str] = "relu6", *, padding: Union[None, int, tuple, str] = None,
-                 pw_bn: bool = True, pw_activation: Optional[str] = None, backend: str = "auto"):
+                 activation: str | None = "relu6", *, padding: None | int | tuple | str = None,
+                 pw_bn: bool = True, pw_activation: str | None = None, backend: str = "auto"):
         super().__init__()
         if in_ch < 1 or out_ch < 1:
             raise ValueError(f"in_ch and out_ch must be >= 1, got {in_ch}, {out_ch}")
@@ -52,7 +50,7 @@ class DepthwiseSeparableConv(nn.Module):
         self.pw = nn.Conv2d(in_ch, out_ch, 1, bias=not pw_bn)
         self.pw_bn = nn.BatchNorm2d(out_ch) if pw_bn else None
 
-    def _dw(self, x: Tensor, weight: Tensor, bias: Optional[Tensor], activation) -> Tensor:
+    def _dw(self, x: Tensor, weight: Tensor, bias: Tensor | None, activation) -> Tensor:
         return depthwise_conv2d(x, weight, bias, stride=self.dw.stride, padding=self.padding,
                                 dilation=self.dw.dilation, activation=activation,
                                 backend=self.backend)

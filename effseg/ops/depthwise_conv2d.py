@@ -14,7 +14,7 @@ result cast back. The backward uses PyTorch's own convolution backward.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ _ACT_NAMES = {0: None, 1: "relu", 2: "relu6", 3: "gelu", 4: "silu"}
 # Kernel sides accepted by every backend (the C++ kernel's kMaxKernel).
 MIN_KERNEL, MAX_KERNEL = 1, 31
 
-IntPair = Union[int, Sequence[int]]
+IntPair = int | Sequence[int]
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -41,7 +41,7 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _act_ref(y: Tensor, activation: Optional[str]) -> Tensor:
+def _act_ref(y: Tensor, activation: str | None) -> Tensor:
     if activation is None or activation == "none":
         return y
     if activation == "relu":
@@ -53,9 +53,9 @@ def _act_ref(y: Tensor, activation: Optional[str]) -> Tensor:
     return F.silu(y)
 
 
-def depthwise_conv2d_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *,
-                         stride: IntPair = 1, padding: Union[IntPair, str] = 0,
-                         dilation: IntPair = 1, activation: Optional[str] = None) -> Tensor:
+def depthwise_conv2d_ref(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                         stride: IntPair = 1, padding: IntPair | str = 0,
+                         dilation: IntPair = 1, activation: str | None = None) -> Tensor:
     """The definition: F.conv2d(groups=C) in float32 (float64 for float64 input), + bias,
     then the activation, cast to x's dtype."""
     cd = compute_dtype(x)
@@ -116,7 +116,7 @@ def _check(x, weight, bias, activation, backend):
                          f"got {activation!r}")
     V.tensor("x", x, dims=(4,))
     V.tensor("weight", weight, dims=(4,))
-    B, C, H, W = x.shape
+    C, H, W = x.shape[1:]
     if C < 1 or H < 1 or W < 1:
         raise ValueError(f"x must be (batch, channels, height, width) with channels, height "
                          f"and width >= 1, got {tuple(x.shape)}")
@@ -215,7 +215,7 @@ def _forward(x, weight, bias, stride, padding, dilation, act, backend):
 # ---- the custom op ---------------------------------------------------------------------
 
 @torch.library.custom_op("effseg::depthwise_conv2d", mutates_args=())
-def _depthwise_conv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int],
+def _depthwise_conv2d_op(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int],
                          padding: list[int], dilation: list[int], activation: int,
                          backend: str) -> Tensor:
     return _forward(x, weight, bias, stride, padding, dilation, activation, backend)
@@ -225,6 +225,15 @@ def _depthwise_conv2d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stri
 def _(x, weight, bias, stride, padding, dilation, activation, backend):
     Ho, Wo = _out_hw(x, weight, stride, padding, dilation)
     return x.new_empty((x.shape[0], x.shape[1], Ho, Wo))
+
+
+def _act_derivative(z: Tensor, act: int) -> Tensor:
+    """d act / dz for GELU (Phi(z) + z phi(z)) and SiLU (s (1 + z (1 - s)), s = sigmoid(z)),
+    written with differentiable ops so that second derivatives exist."""
+    if act == 3:
+        return 0.5 * (1 + torch.erf(z * 0.7071067811865476)) + z * torch.exp(-0.5 * z * z) * 0.3989422804014327
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
 
 
 def _setup_context(ctx, inputs, output):
@@ -246,8 +255,7 @@ def _backward(ctx, gy):
     elif act in (3, 4):
         # In the compute dtype (the op returns its input's dtype), not rounded to fp16.
         z = _depthwise_conv2d_op(x.to(cd), weight, bias, stride, padding, dilation, 0, backend)
-        gz = (torch.ops.aten.gelu_backward(gz, z) if act == 3
-              else torch.ops.aten.silu_backward(gz, z))
+        gz = gz * _act_derivative(z, act)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     xp = _pad_extra(x.to(cd), padding)
     gx, gw, gb = torch.ops.aten.convolution_backward(
@@ -267,9 +275,9 @@ def _needs_grad(*ts) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
-def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, *,
-                     stride: IntPair = 1, padding: Union[IntPair, str] = 0,
-                     dilation: IntPair = 1, activation: Optional[str] = None,
+def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                     stride: IntPair = 1, padding: IntPair | str = 0,
+                     dilation: IntPair = 1, activation: str | None = None,
                      backend: str = "auto") -> Tensor:
     """Depthwise conv2d (groups = channels) + bias + activation, in one kernel.
 

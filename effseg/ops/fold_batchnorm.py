@@ -1,13 +1,11 @@
 """Folding an inference-mode BatchNorm2d into the convolution before it."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
 
-def fold_batchnorm(conv_weight: Tensor, conv_bias: Optional[Tensor],
+def fold_batchnorm(conv_weight: Tensor, conv_bias: Tensor | None,
                    bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
     """Weight and bias of one convolution equal to `conv` followed by `bn` in eval mode.
 

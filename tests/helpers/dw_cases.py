@@ -18,7 +18,7 @@ def make(B, C, H, W, kH, kW=None, *, bias=True, dtype=torch.float32, seed=0, dev
     x = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
     w = torch.randn(C, 1, kH, kW, generator=g, dtype=torch.float64) / (kH * kW) ** 0.5
     b = torch.randn(C, generator=g, dtype=torch.float64) if bias else None
-    cast = dict(dtype=dtype, device=device)
+    cast = {"dtype": dtype, "device": device}
     return x.to(**cast), w.to(**cast), None if b is None else b.to(**cast)
 
 

@@ -45,7 +45,7 @@ CASES = _cases()
 def test_cpp_matches_reference(require_backend, k, C, H, W, s, d, p, act, bias):
     require_backend("cpp")
     x, w, b = make(2 if C < 17 else 1, C, H, W, k, bias=bias, seed=k * 100 + C)
-    kw = dict(stride=s, padding=p, dilation=d, activation=act)
+    kw = {"stride": s, "padding": p, "dilation": d, "activation": act}
     y = depthwise_conv2d(x, w, b, **kw, backend="cpp")
     assert y.dtype == torch.float32
     assert_close(y, _ref64(x, w, b, **kw), torch.float32, f"k={k} C={C} {H}x{W} s={s} d={d} p={p} {act}")
@@ -90,7 +90,7 @@ def test_same_padding_rectangular_and_even_kernels(require_backend, k, d):
 def test_pairs_and_strides_beyond_two(require_backend, stride, padding):
     require_backend("cpp")
     x, w, b = make(2, 11, 23, 29, 5, 4, seed=4)
-    kw = dict(stride=stride, padding=padding, dilation=(2, 1), activation="silu")
+    kw = {"stride": stride, "padding": padding, "dilation": (2, 1), "activation": "silu"}
     assert_close(depthwise_conv2d(x, w, b, **kw), _ref64(x, w, b, **kw), torch.float32)
 
 
@@ -98,7 +98,7 @@ def test_float64_is_exact_to_rounding(require_backend):
     require_backend("cpp")
     x, w, b = make(2, 13, 17, 21, 7, dtype=torch.float64, seed=5)
     for act in ACTS:
-        kw = dict(stride=2, padding=3, dilation=1, activation=act)
+        kw = {"stride": 2, "padding": 3, "dilation": 1, "activation": act}
         y = depthwise_conv2d(x, w, b, **kw, backend="cpp")
         assert y.dtype == torch.float64
         assert_close(y, depthwise_conv2d_ref(x, w, b, **kw), torch.float64, str(act))
@@ -180,7 +180,7 @@ def test_triton_matches_reference(require_backend, C, H, W, kH, kW, s, p, d, act
     require_backend("triton")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x, w, b = make(2, C, H, W, kH, kW, dtype=dtype, device=device, seed=C * H)
-    kw = dict(stride=s, padding=p, dilation=d, activation=act)
+    kw = {"stride": s, "padding": p, "dilation": d, "activation": act}
     y = depthwise_conv2d(x, w, b, **kw, backend="triton")
     assert y.dtype == dtype and y.device == x.device
     assert_close(y, _ref64(x.cpu(), w.cpu(), b.cpu(), **kw), dtype, f"triton {act}")

@@ -17,7 +17,7 @@ class DWBlock(torch.nn.Module):
         g = torch.Generator().manual_seed(C * k)
         self.weight = torch.nn.Parameter(torch.randn(C, 1, k, k, generator=g) / k)
         self.bias = torch.nn.Parameter(torch.randn(C, generator=g))
-        self.kw = dict(stride=stride, padding=padding, dilation=dilation, activation=activation)
+        self.kw = {"stride": stride, "padding": padding, "dilation": dilation, "activation": activation}
         self.backend = backend
 
     def forward(self, x):
@@ -78,13 +78,13 @@ def onnx_modules():
 
 
 @pytest.mark.parametrize("kw", [
-    dict(C=6, k=8, padding="same", activation="gelu"),           # asymmetric pad + Erf
-    dict(C=5, k=3, stride=2, padding=1, activation="relu6"),
-    dict(C=4, k=5, padding=4, dilation=2, activation="silu"),
-    dict(C=3, k=7, padding="valid", activation=None),
+    {"C": 6, "k": 8, "padding": "same", "activation": "gelu"},           # asymmetric pad + Erf
+    {"C": 5, "k": 3, "stride": 2, "padding": 1, "activation": "relu6"},
+    {"C": 4, "k": 5, "padding": 4, "dilation": 2, "activation": "silu"},
+    {"C": 3, "k": 7, "padding": "valid", "activation": None},
 ])
 def test_onnx_export_runtime_parity(require_backend, onnx_modules, tmp_path, kw):
-    onnx, ort = onnx_modules
+    _onnx, ort = onnx_modules
     m = DWBlock(**kw)
     x = make(2, kw["C"], 19, 16, 1, seed=kw["k"])[0]
     path = tmp_path / "dw.onnx"

@@ -32,21 +32,21 @@ def test_gradcheck_float64(require_backend, backend, act):
 
 
 @pytest.mark.parametrize("kw", [
-    dict(padding="same", dilation=2),                   # asymmetric: even kernel below
-    dict(stride=2, padding=(1, 2)),
-    dict(stride=(2, 1), padding="valid", dilation=(1, 2)),
+    {"padding": "same", "dilation": 2},                   # asymmetric: even kernel below
+    {"stride": 2, "padding": (1, 2)},
+    {"stride": (2, 1), "padding": "valid", "dilation": (1, 2)},
 ])
 def test_gradcheck_geometries(require_backend, kw):
     require_backend("cpp")
     x, w, b = _leaves(*make(1, 2, 7, 6, 4, 3, dtype=torch.float64, seed=2))
-    f = lambda x, w, b: depthwise_conv2d(x, w, b, activation="gelu", **kw)  # noqa: E731
+    f = lambda x, w, b: depthwise_conv2d(x, w, b, activation="gelu", **kw)
     assert torch.autograd.gradcheck(f, (x, w, b), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
 
 
 def test_gradcheck_without_bias(require_backend):
     require_backend("cpp")
     x, w, _ = _leaves(*make(1, 3, 5, 5, 2, bias=False, dtype=torch.float64, seed=3))
-    f = lambda x, w: depthwise_conv2d(x, w, padding="same", activation="silu")  # noqa: E731
+    f = lambda x, w: depthwise_conv2d(x, w, padding="same", activation="silu")
     assert torch.autograd.gradcheck(f, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=True)
 
 
@@ -56,13 +56,13 @@ def test_float32_gradients_match_reference_autograd(require_backend, backend, ac
     require_backend(backend)
     shape = (1, 3, 6, 7) if backend == "triton" else (2, 17, 19, 23)
     x, w, b = make(*shape, 5, seed=4)
-    kw = dict(stride=1, padding="same", activation=act)
+    kw = {"stride": 1, "padding": "same", "activation": act}
     gy = torch.randn(shape[:2] + shape[2:])
     got = _leaves(x, w, b)
     depthwise_conv2d(*got, **kw, backend=backend).backward(gy)
     want = _leaves(x.double(), w.double(), b.double())
     depthwise_conv2d_ref(*want, **kw).backward(gy.double())
-    for name, g, r in zip("x w b".split(), got, want):
+    for name, g, r in zip(["x", "w", "b"], got, want):
         assert_close(g.grad, r.grad, torch.float32, f"d{name} ({act})")
 
 
@@ -91,6 +91,8 @@ def test_double_backward(require_backend):
     require_backend("cpp")
     x, w, b = _leaves(*make(1, 2, 4, 4, 3, dtype=torch.float64, seed=6))
     for act in ("silu", "gelu"):
-        f = lambda x, w, b: depthwise_conv2d(x, w, b, padding=1, activation=act)  # noqa: E731
+        def f(x, w, b, act=act):
+            return depthwise_conv2d(x, w, b, padding=1, activation=act)
+
         assert torch.autograd.gradgradcheck(f, (x, w, b), eps=1e-6, atol=1e-5, rtol=1e-4,
                                             fast_mode=True)

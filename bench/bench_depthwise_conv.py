@@ -51,6 +51,9 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--kernels", type=int, nargs="+", default=list(DW_KERNELS))
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for both torch and effseg (default: their own defaults); "
+                        "the JSON name gets a -t<threads> suffix")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: small shapes, k=5 only, no JSON unless --out is given")
     p.add_argument("--out", default=None)
@@ -58,12 +61,14 @@ def main():
     shapes, kernels = DW_SHAPES, tuple(args.kernels)
     if args.quick:
         shapes, kernels = ((1, 16, 32, 32),), (5,)
-    result = bench_depthwise_conv(args.device, shapes, kernels, DW_EPILOGUES, repeats=args.repeats)
+    result = bench_depthwise_conv(args.device, shapes, kernels, DW_EPILOGUES, repeats=args.repeats,
+                                  threads=args.threads)
     result["targets"] = targets(result)
     print(json.dumps(result["targets"], indent=2))
     if args.quick and args.out is None:
         return
-    out = Path(args.out) if args.out else RESULTS / f"depthwise_conv-{args.device}.json"
+    suffix = f"-t{args.threads}" if args.threads else ""
+    out = Path(args.out) if args.out else RESULTS / f"depthwise_conv-{args.device}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

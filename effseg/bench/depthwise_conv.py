@@ -44,13 +44,39 @@ def _calls(x, w, b, act, backend):
     return peer, ours
 
 
+def _threads() -> tuple[int, int | None]:
+    from .. import _native
+
+    return torch.get_num_threads(), (_native.require().get_num_threads()
+                                     if _native.available() else None)
+
+
+def _set_threads(torch_n: int, effseg_n: int | None):
+    from .. import _native
+
+    torch.set_num_threads(torch_n)
+    if effseg_n is not None and _native.available():
+        _native.require().set_num_threads(effseg_n)
+
+
 def bench_depthwise_conv(device: str = "cpu", shapes=DW_SHAPES, kernels=DW_KERNELS,
                          epilogues=DW_EPILOGUES, backend: str | None = None, repeats: int = 5,
-                         progress: bool = True) -> dict:
+                         progress: bool = True, threads: int | None = None) -> dict:
     """Median times of F.conv2d(+act) and effseg's depthwise_conv2d, stride 1, padding
-    "same", float32, batch as given; ratio = torch / effseg (> 1: effseg faster)."""
+    "same", float32, batch as given; ratio = torch / effseg (> 1: effseg faster).
+    threads: CPU threads for both (None: their defaults)."""
     if backend is None:
         backend = "cpp" if device == "cpu" else "triton"
+    prev = _threads()
+    if threads is not None and device == "cpu":
+        _set_threads(threads, threads)
+    try:
+        return _bench(device, shapes, kernels, epilogues, backend, repeats, progress)
+    finally:
+        _set_threads(*prev)
+
+
+def _bench(device, shapes, kernels, epilogues, backend, repeats, progress) -> dict:
     rows = []
     bar = _progress(len(shapes) * len(kernels) * len(epilogues), progress)
     import warnings
@@ -71,7 +97,10 @@ def bench_depthwise_conv(device: str = "cpu", shapes=DW_SHAPES, kernels=DW_KERNE
                                  "ratio": t_peer["median_ms"] / t_ours["median_ms"],
                                  "max_abs_diff": err})
                 bar(f"{tuple(shape)} k={k} {name}: x{rows[-1]['ratio']:.2f}")
+    t_torch, t_effseg = _threads()
+    threads = {"torch": t_torch, "effseg": t_effseg}
     return {"op": "depthwise_conv2d", "device": device, "backend": backend, "machine": machine(device),
+            "threads": threads,
                 "setup": {"dtype": "float32", "stride": 1, "padding": "same", "dilation": 1,
                            "peer": "F.conv2d(x, w, bias, groups=C) then the activation op "
                                 "(torch.nn.functional), no_grad"},

@@ -15,8 +15,9 @@
 //     of dependent FMAs issues one per latency, 4 cycles on Zen 3 with 2 FMA pipes, so
 //     8 independent accumulators keep both busy). Bias initialises the accumulators,
 //     L x L transposes write the pixels back to NCHW rows, and the activation runs as
-//     a pass over each freshly written row segment while it is in L1. On Zen 3 the unaligned, often cache-line-splitting loads of a plain
-//     NCHW kernel cost ~25% of its speed; this layout has none.
+//     a pass over each freshly written row segment while it is in L1. On Zen 3 the
+//     unaligned, often cache-line-splitting loads of a plain NCHW kernel cost ~25% of
+//     its speed; this layout has none.
 //   * Row path, for the C mod L channels left over (and C < L): one plane at a time,
 //     vectorised along W. The buffered rows are zero padded the same way; with a column
 //     stride s each row is de-interleaved into s phases (columns q*s + p go to phase p)
@@ -532,7 +533,8 @@ template <class T>
 using RunFn = void (*)(const Plan<T>&, int, int64_t, int64_t, T*);
 
 // Per-ISA entry points: the target attribute sits on these only; the kernel below them
-// is always-inline and so compiled for that ISA. `lanes` is what the plan is built for.
+// is always-inline and so compiled for that ISA. The plan is built for the lane count
+// Pick reports with the function.
 #if defined(DW_VECTOR_EXT)
 void run_f32_base(const Plan<float>& p, int part, int64_t u0, int64_t u1, float* b) {
   Kernel<float, 4>::run(p, part, u0, u1, b);

@@ -199,3 +199,39 @@ def test_triton_cuda_larger(k):
 
 def test_tolerances_are_stated():
     assert TOL[torch.float32] <= 2e-5 and TOL[torch.float64] <= 1e-12
+
+
+def test_baseline_isa_path_in_a_subprocess(require_backend):
+    """EFFSEG_SIMD=sse2 selects the x86-64 baseline code (4 float / 2 double lanes, other
+    transposes) that AVX2 machines never run otherwise."""
+    require_backend("cpp")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import torch
+from dw_cases import TOL, make, rel_err
+from effseg import _native
+from effseg.ops import depthwise_conv2d, depthwise_conv2d_ref
+assert _native.require().depthwise_conv2d_simd() in ("sse2", "neon"), _native.require().depthwise_conv2d_simd()
+worst = {}
+for dtype in (torch.float32, torch.float64):
+    for C, H, W, k, s, p, act in [(9, 13, 11, 3, 1, 1, "gelu"), (6, 7, 9, 4, 1, "same", "silu"),
+                                  (5, 12, 17, 5, 2, 2, "relu6"), (3, 5, 5, 2, 1, 0, None)]:
+        x, w, b = make(2, C, H, W, k, dtype=dtype, seed=C)
+        kw = dict(stride=s, padding=p, activation=act)
+        y = depthwise_conv2d(x, w, b, backend="cpp", **kw)
+        ref = depthwise_conv2d_ref(x.double(), w.double(), b.double(), **kw)
+        worst[dtype] = max(worst.get(dtype, 0.0), rel_err(y, ref))
+assert all(e <= TOL[d] for d, e in worst.items()), worst
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, EFFSEG_SIMD="sse2",
+               PYTHONPATH=os.pathsep.join([str(root / "tests" / "helpers"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

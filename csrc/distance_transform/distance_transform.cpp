@@ -14,20 +14,22 @@
 //      b. the other pixels lie in long runs of nonzero pixels. A zero pixel a of the
 //         row (f_a = 0) beats every parabola beyond it for all pixels on its other
 //         side, so a run is solved with the parabolas of the run and its two bounding
-//         zeros only: directly (min over those, V pixels per vector) up to kBruteMax
-//         pixels, which bounds the cost per pixel; beyond that with the lower envelope
-//         of parabolas, algorithm DT(f) of
+//         zeros only. Per block of V pixels, an upper bound U of their d² (their own
+//         column, the run's zeros, the window step) limits the useful candidates to
+//         |j - x| <= sqrt(U) / sx. Within kReach, the direct minimum over them,
+//         nearest first, stopping once nothing farther can win; beyond that, the
+//         lower envelope of the run's parabolas, algorithm DT(f) of
 //           P. F. Felzenszwalb and D. P. Huttenlocher, "Distance Transforms of Sampled
 //           Functions", Cornell CIS TR2004-1963, 2004 (Theory of Computing 8, 2012),
 //         linear in the run length, in double. Parabolas with f_j = +inf (columns
 //         without a zero) never enter; a run with none left stays +inf (an image
-//         without zeros).
+//         without zeros). Either way the cost per pixel is bounded: linear overall.
 //      c. a vectorised square root.
 // Exactness: with unit spacing every quantity is an integer. The float steps only
-// keep minima below sx² (kWin + 1)² or from runs of <= kBruteMax pixels, small
-// integers that float holds exactly (rounding is monotone, so larger candidates
-// cannot drop below them); the envelope works in double, exact below 2^53, and d² is
-// rounded to float once. With other spacings the error is a few float32 roundings.
+// keep minima below sx² (kReach + 1)², small integers that float holds exactly
+// (rounding is monotone, so larger candidates cannot drop below them); the envelope
+// works in double, exact below 2^53, and d² is rounded to float once. With other
+// spacings the error is a few float32 roundings.
 // Threads: whole images per thread when they share out evenly between the threads;
 // otherwise each image's column stripes, then its rows, are shared out.
 // ISA: both passes are compiled for the x86-64 baseline (4 lanes) and AVX2 (8 lanes),
@@ -67,9 +69,11 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // g of a pixel with no zero in its column: finite, so that the downward sweep can use a
 // product (which vectorises) instead of a select; larger than any real g.
 constexpr float kNoZero = 1e30f;
-// Runs up to this length take the direct minimum (cost ~ length / 8 vector steps per
-// pixel); longer ones the envelope (~ constant, but branchy, per pixel).
-constexpr int64_t kBruteMax = 96;
+// Pixels whose candidates reach at most this far take the direct minimum (at most
+// ~ 2 * reach / V vector steps per pixel, usually far fewer); the others the envelope
+// (~ constant, but branchy, per pixel, plus the run's length once). Measured best of
+// 48 / 64 / 96 / 128 on blob masks and on the outside maps of one-hot labels.
+constexpr int64_t kReach = 96;
 
 // Columns [c0, c1) of one image: g (pixels to the nearest zero in the column) into g.
 DT_INLINE void column_pass(const uint8_t* __restrict m, float* __restrict g, int64_t H,
@@ -108,10 +112,12 @@ struct Vec;
 template <>
 struct Vec<4> {
   typedef float type __attribute__((vector_size(16)));
+  typedef int32_t mask __attribute__((vector_size(16)));  // what a comparison gives
 };
 template <>
 struct Vec<8> {
   typedef float type __attribute__((vector_size(32)));
+  typedef int32_t mask __attribute__((vector_size(32)));
 };
 
 template <int V>
@@ -126,7 +132,11 @@ DT_INLINE void store(float* p, typename Vec<V>::type x) {
 }
 template <int V>
 DT_INLINE typename Vec<V>::type vmin(typename Vec<V>::type a, typename Vec<V>::type b) {
-  return a < b ? a : b;
+#if defined(__clang__)
+  return __builtin_elementwise_min(a, b);
+#else
+  return a < b ? a : b;  // GCC: one minps
+#endif
 }
 
 // d²[x] = min over |j - x| <= kWin of f_j + sx² (j - x)², for every x of the row; true
@@ -138,7 +148,7 @@ DT_INLINE bool window_pass(const float* __restrict fp, float* __restrict d2, int
   float c[2 * kWin + 1];
   for (int64_t o = -kWin; o <= kWin; ++o) c[o + kWin] = sx2 * static_cast<float>(o * o);
   const vf thr = vf{} + sx2 * static_cast<float>((kWin + 1) * (kWin + 1));
-  vf over = vf{};
+  typename Vec<V>::mask over = {};
   for (int64_t x0 = 0; x0 < W; x0 += V) {
     const float* q = fp + kPad + x0;
     vf best = load<V>(q);
@@ -147,36 +157,44 @@ DT_INLINE bool window_pass(const float* __restrict fp, float* __restrict d2, int
       best = vmin<V>(best, load<V>(q + o) + c[kWin + o]);
     }
     store<V>(d2 + x0, best);
-    over = over + (best > thr ? vf{} + 1.f : vf{});
+    over |= best > thr;
   }
-  float o[V];
+  int32_t o[V];
   std::memcpy(o, &over, sizeof o);
-  float any = 0.f;
-  for (int l = 0; l < V; ++l) any += o[l];
-  return any == 0.f;
+  int32_t any = 0;
+  for (int l = 0; l < V; ++l) any |= o[l];
+  return any == 0;
 }
 
-// d² at x in [s, e) = min over j in [lo, hi] of f_j + sx² (x - j)², V pixels at a time.
+// d² of the n <= V pixels from x0: min over the offsets o in [o0, o1] (o0 <= 0 <= o1)
+// of f_{x+o} + sx² o², V pixels per vector. Offsets are taken by increasing |o|, and
+// the loop stops once sx² o² exceeds every pixel's minimum so far (nothing farther
+// can win), so the cost follows the distances found, not the bound o0, o1.
+// f must be readable (padded) at x0 + o0 .. x0 + V - 1 + o1.
 template <int V>
-DT_INLINE void direct_run(const float* __restrict f, int64_t lo, int64_t hi, int64_t s,
-                          int64_t e, float sx2, float* __restrict d2) {
+DT_INLINE void offsets_block(const float* __restrict f, int64_t x0, int64_t n, int64_t o0,
+                             int64_t o1, float sx2, float* __restrict d2) {
   using vf = typename Vec<V>::type;
-  vf lane;
-  for (int l = 0; l < V; ++l) lane[l] = static_cast<float>(l);
-  for (int64_t x0 = s; x0 < e; x0 += V) {
-    const vf xs = lane + static_cast<float>(x0 - lo);
-    vf best = vf{} + kInfF;
-    for (int64_t j = lo; j <= hi; ++j) {
-      const vf d = xs - static_cast<float>(j - lo);
-      best = vmin<V>(best, f[j] + sx2 * d * d);
-    }
-    if (x0 + V <= e) {
-      store<V>(d2 + x0, best);
-    } else {  // the pixels after the run keep their values
-      float b[V];
+  const float* q = f + x0;
+  vf best = load<V>(q);
+  float b[V];
+  const int64_t r = std::max(-o0, o1);
+  for (int64_t o = 1; o <= r; ++o) {
+    const float c = sx2 * static_cast<float>(o * o);
+    if (o <= o1) best = vmin<V>(best, load<V>(q + o) + c);
+    if (-o >= o0) best = vmin<V>(best, load<V>(q - o) + c);
+    if ((o & 3) == 0) {
       store<V>(b, best);
-      for (int64_t l = 0; l < e - x0; ++l) d2[x0 + l] = b[l];
+      float worst = 0.f;
+      for (int64_t l = 0; l < n; ++l) worst = std::max(worst, b[l]);
+      if (sx2 * static_cast<float>((o + 1) * (o + 1)) > worst) break;
     }
+  }
+  if (n == V) {
+    store<V>(d2 + x0, best);
+  } else {  // the pixels after them keep their values
+    store<V>(b, best);
+    for (int64_t l = 0; l < n; ++l) d2[x0 + l] = b[l];
   }
 }
 
@@ -253,14 +271,35 @@ DT_INLINE void row_pass(float* __restrict row, int64_t W, double sy2, double sx2
       int64_t xe = e;
       while (!(d2[xe - 1] > thr)) --xe;
       const int64_t lo = s > 0 ? s - 1 : s, hi = e < W ? e : e - 1;
-      if (e - s <= kBruteMax) {
-        direct_run<V>(f, lo, hi, x, xe, sx2f, d2);
-      } else {
+      // Per block of V pixels: an upper bound U of their d² (own column, the run's
+      // zeros) limits the candidates to |j - x| <= r, r = sqrt(U) / sx; the direct
+      // minimum over those when r <= kReach, else the envelope.
+      int64_t env0 = xe, env1 = x;
+      for (int64_t x0 = x; x0 < xe; x0 += V) {
+        const int64_t n = std::min<int64_t>(V, xe - x0);
+        float U = 0.f;
+        for (int64_t l = 0; l < n; ++l) {
+          float u = std::min(f[x0 + l], d2[x0 + l]);  // own column; the window step
+          const float dl = static_cast<float>(x0 + l - lo), dh = static_cast<float>(hi - x0 - l);
+          if (s > 0) u = std::min(u, sx2f * dl * dl);
+          if (e < W) u = std::min(u, sx2f * dh * dh);
+          U = std::max(U, u);
+        }
+        if (U <= sx2f * static_cast<float>(kReach * kReach)) {
+          const int64_t r = static_cast<int64_t>(std::sqrt(U / sx2f)) + 1;
+          offsets_block<V>(f, x0, n, std::max(-r, lo - x0 - (V - 1)), std::min(r, hi - x0),
+                           sx2f, d2);
+        } else {
+          env0 = std::min(env0, x0);
+          env1 = std::max(env1, x0 + n);
+        }
+      }
+      if (env0 < env1) {
         // Between zeros a and b no pixel is farther than (b - a) / 2 from one of
         // them: parabolas with f_j >= sx² ((b - a) / 2)² never win there.
         const double half = 0.5 * static_cast<double>(e - s + 1);
         const double cap = s > 0 && e < W ? sx2 * half * half : kInf;
-        envelope_run(row, lo, hi, x, xe, cap, sy2, sx2, sc, d2);
+        envelope_run(row, lo, hi, env0, env1, cap, sy2, sx2, sc, d2);
       }
       x = e;
     }
@@ -306,14 +345,12 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const Plan& p, int64_t n, int
 }
 #endif
 
-bool use_avx2() {
 #if defined(DT_X86)
+bool use_avx2() {
   static const bool yes = std::strncmp(selective_scan::simd_level(), "avx", 3) == 0;
   return yes;
-#else
-  return false;
-#endif
 }
+#endif
 
 // Columns per stripe when `parts` threads share one image's column pass. Whole rows
 // sweep fastest (measured: 1024 columns 2x faster than stripes of 64 that stay in L2),
@@ -332,6 +369,9 @@ void validate(const Args& a) {
                                 " W=" + std::to_string(a.W));
   if (a.W >= std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("distance_transform: W must be < 2^31 - 1");
+  // g counts rows in float: exact below 2^24.
+  if (a.H >= (int64_t{1} << 24))
+    throw std::invalid_argument("distance_transform: H must be < 2^24 rows");
   if (!(std::isfinite(a.sy) && a.sy > 0 && std::isfinite(a.sx) && a.sx > 0))
     throw std::invalid_argument("distance_transform: spacing must be finite and > 0, got (" +
                                 std::to_string(a.sy) + ", " + std::to_string(a.sx) + ")");

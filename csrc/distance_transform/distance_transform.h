@@ -19,8 +19,8 @@ struct Args {
   double sy = 1.0, sx = 1.0;
 };
 
-// Throws std::invalid_argument on negative sizes, missing pointers or spacing that is
-// not finite and > 0. forward() validates again itself.
+// Throws std::invalid_argument on negative sizes, H >= 2^24, W >= 2^31 - 1, missing
+// pointers or spacing that is not finite and > 0. forward() validates again itself.
 void validate(const Args& a);
 void forward(const Args& a);
 

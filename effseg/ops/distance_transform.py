@@ -10,7 +10,8 @@ mask's device.
 Backends: "cpp" (CPU; separable passes with Felzenszwalb & Huttenlocher's lower
 envelope of parabolas, linear time, OpenMP), "triton" (CUDA; exact column sweeps and
 a windowed exact row minimum, no host round trip), "ref" (plain PyTorch, the
-definition). "auto" picks cpp for CPU tensors and triton for CUDA tensors.
+definition). "auto" picks cpp for CPU tensors and triton for CUDA tensors (the C++
+kernel through host memory when Triton is unusable there, else the reference).
 
 `signed_distance(onehot)` builds the per-class signed maps of Kervadec et al.'s
 boundary loss from a one-hot (B, K, H, W) label, with one transform call for all maps.
@@ -33,6 +34,7 @@ from .. import _native, _triton
 from . import _validate as V
 
 BACKENDS = ("auto", "ref", "cpp", "triton")
+_REF_CANDIDATES = 1 << 24  # distance_transform_ref's candidates per step (memory bound)
 SpacingArg = float | Sequence[float] | None
 
 
@@ -74,10 +76,12 @@ def _resolve(backend: str, device: torch.device) -> str:
     """The backend that runs: 'auto' picks the fastest usable one for the device."""
     V.choice("backend", backend, BACKENDS)
     if backend == "auto":
-        if device.type == "cpu" and _native.available():
-            return "cpp"
         if device.type == "cuda" and _triton.status()[0]:
             return "triton"
+        if device.type in ("cpu", "cuda") and _native.available():
+            # CUDA without Triton: the C++ kernel through host memory beats the
+            # reference, whose memory grows as H*W*(H + W).
+            return "cpp" if device.type == "cpu" else "cpp_host"
         return "ref"
     if backend == "cpp":
         if device.type != "cpu":
@@ -100,8 +104,9 @@ def distance_transform_ref(mask: Tensor, *, spacing: SpacingArg = None) -> Tenso
         d²(y, x) = min over zero pixels (i, j) of sy² (y - i)² + sx² (x - j)²
                  = min_j [ sx² (x - j)² + min_i { sy² (y - i)² : mask[i, j] == 0 } ]
 
-    Each minimum is taken over all candidates at once, so it costs O(H·W·(H + W)) time
-    and memory per image: meant for tests and small images. float32 result.
+    Each minimum is taken over all candidates at once: O(H·W·(H + W)) time, memory
+    bounded by taking a few rows at a time. Meant for tests and small images. float32
+    result.
     """
     sy, sx = _spacing(spacing)
     H, W = mask.shape[-2:]
@@ -115,10 +120,13 @@ def distance_transform_ref(mask: Tensor, *, spacing: SpacingArg = None) -> Tenso
     dx2 = ((x[:, None] - x[None, :]) * sx) ** 2  # [x, j]
     inf = torch.tensor(math.inf, **f64)
     flat = out.view(-1, H, W)
-    for n in range(zero.shape[0]):  # one image at a time bounds the memory
-        col = torch.where(zero[n][None, :, :], dy2[:, :, None], inf).amin(dim=1)  # [y, j]
-        d2 = (col[:, None, :] + dx2[None, :, :]).amin(dim=2)  # [y, x]
-        flat[n] = d2.sqrt()
+    rows = max(1, _REF_CANDIDATES // (W * (H + W)))  # rows per step
+    for n in range(zero.shape[0]):
+        for y0 in range(0, H, rows):
+            y1 = min(H, y0 + rows)
+            col = torch.where(zero[n][None, :, :], dy2[y0:y1, :, None], inf).amin(dim=1)  # [y, j]
+            d2 = (col[:, None, :] + dx2[None, :, :]).amin(dim=2)  # [y, x]
+            flat[n, y0:y1] = d2.sqrt()
     return out
 
 
@@ -144,6 +152,8 @@ def _run(mask: Tensor, sy: float, sx: float, backend: str) -> Tensor:
     be = _resolve(backend, mask.device)
     if be == "cpp":
         out = _cpp(mask, sy, sx)
+    elif be == "cpp_host":
+        out = _cpp(mask.cpu(), sy, sx).to(mask.device)
     elif be == "triton":
         out = _triton.load("distance_transform").distance_transform(_as_u8(mask), sy, sx)
     else:
@@ -207,9 +217,14 @@ def signed_distance(onehot: Tensor, *, spacing: SpacingArg = None, backend: str 
     checkable = onehot.dtype != torch.bool and not torch.compiler.is_compiling()
     if checkable and bool(((onehot != 0) & (onehot != 1)).any()):
         raise ValueError("onehot must hold only 0 and 1 (a one-hot label, not probabilities)")
-    g = onehot.detach() != 0
+    g = onehot.detach()
+    # One copy into (B, K, H, W) order (F.one_hot(...).permute gives channels-last
+    # strides), so that the stack below is already in the kernel's layout.
+    g = (g if g.dtype == torch.bool else g != 0).contiguous()
     d = distance_transform(torch.stack([~g, g]), spacing=spacing, backend=backend)
-    d_out, d_in = d[0], d[1]
-    phi = torch.where(g, 1.0 - d_in, d_out)
-    has_boundary = g.any(dim=(-2, -1), keepdim=True) & ~g.all(dim=(-2, -1), keepdim=True)
-    return torch.where(has_boundary, phi, torch.zeros((), dtype=phi.dtype, device=phi.device))
+    # d_out is 0 on class pixels and d_in on the others, so phi = d_out - d_in + g,
+    # never inf - inf. An empty class has d_out = +inf everywhere, a full one d_in =
+    # +inf: one pixel of each map tells, and those maps are set to 0.
+    phi = torch.sub(d[0], d[1]).add_(g)
+    has_boundary = torch.isfinite(d[..., :1, :1]).all(dim=0)
+    return phi.masked_fill_(~has_boundary, 0.0)

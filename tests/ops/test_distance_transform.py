@@ -35,6 +35,14 @@ def _frame(H, W):
     return m
 
 
+def _disk_in_noise(H, W):
+    """A foreground disk of radius 120 on random background: long runs closed by zeros
+    at many distances."""
+    y, x = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    disk = (y - H / 2) ** 2 + (x - W / 2) ** 2 < 120 ** 2
+    return disk | random_mask((H, W), 0.5, seed=16)
+
+
 # Small enough for the reference (O(H W (H + W)) memory) and for Triton's interpreter.
 SMALL = {
     "random_37x53": lambda: random_mask((37, 53), 0.7, seed=1),
@@ -57,6 +65,8 @@ LARGE = {
     "blobs_300x257": lambda: blob_mask((2, 300, 257), cell=64, seed=7),
     "blobs_fine": lambda: blob_mask((3, 128, 160), cell=8, thr=0.0, seed=8),
     "frame_130x140": lambda: _frame(130, 140),
+    "frame_230x250": lambda: _frame(230, 250),  # distances > 96: the envelope, capped
+    "disk_in_noise": lambda: _disk_in_noise(260, 270),
     "single_zero_wide": lambda: _single_zero((40, 333), (11, 2)),
     "random_half": lambda: random_mask((4, 96, 100), 0.5, seed=9),
     "column_without_zero": lambda: _single_zero((64, 150), (0, 75)),
@@ -79,6 +89,14 @@ def test_ref_matches_scipy(case, spacing):
     assert_edt_close(distance_transform_ref(m, spacing=spacing), scipy_edt(m, _sp(spacing)), RTOL, case)
     assert_edt_close(distance_transform(m, spacing=spacing, backend="ref"),
                      scipy_edt(m, _sp(spacing)), RTOL, case)
+
+
+def test_ref_in_row_steps(monkeypatch):
+    import effseg.ops.distance_transform  # noqa: F401  (the module, for sys.modules)
+
+    monkeypatch.setattr(sys.modules["effseg.ops.distance_transform"], "_REF_CANDIDATES", 3000)
+    m = blob_mask((2, 37, 29), cell=8, seed=15)  # 3000 // (29 * 66) = 1 row per step
+    assert_edt_close(distance_transform_ref(m, spacing=(1.5, 1.0)), scipy_edt(m, (1.5, 1.0)), RTOL)
 
 
 @pytest.mark.parametrize("case", ["random_37x53", "blobs", "one_row", "one_column",

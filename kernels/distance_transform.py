@@ -8,13 +8,15 @@ zero of column j,
 
 Pass 1 (`_columns`): one program per BLOCK_W columns of one image walks the rows down
 (g = g + 1 on a nonzero pixel, 0 on a zero) and back up (g = min(g, g_below + 1)):
-coalesced row loads, all columns of the block at once.
+coalesced row loads, all columns of the block at once. It also flags the images that
+have a zero pixel at all.
 
-Pass 2 (`_rows`): one program per (row, BLOCK_X pixels) takes the exact minimum over j
-in tiles of BLOCK_J. The pixel's own column gives d² <= f_x = sy² g_x², so only
-|x - j| <= sqrt(max_x f_x) / sx can lower it: the j range is cut to that reach around
-the block (the whole row where a column has no zero). Cost per row block
-O(BLOCK_X * reach), at most O(W²) per row, no sequential dependence.
+Pass 2 (`_rows`): one program per (row, BLOCK_X pixels) takes the exact minimum over
+j of f_j + sx² (x - j)², f_j = sy² g_j², in tiles of BLOCK_J, over a window around the
+block whose margin R doubles until every pixel's minimum is <= sx² (R + 1)² (the least
+any j outside the window can cost) or the row is exhausted. The cost of a block is
+O(BLOCK_X * (BLOCK_X + distance)), O(W) per pixel at worst (a lone zero far away), with
+no sequential dependence; images without zeros are filled with +inf at once.
 
 Arithmetic in float32: with unit spacing every value is an integer, exact below 2^24
 (d < 4096 px); otherwise within a few float32 roundings. An image without zero pixels
@@ -32,7 +34,7 @@ _BLOCK_J = 64
 
 
 @triton.jit
-def _columns(mask_ptr, g_ptr, H, W, n_col_blocks, BLOCK_W: tl.constexpr):
+def _columns(mask_ptr, g_ptr, any_zero_ptr, H, W, n_col_blocks, BLOCK_W: tl.constexpr):
     pid = tl.program_id(0)
     n = pid // n_col_blocks
     cols = (pid % n_col_blocks) * BLOCK_W + tl.arange(0, BLOCK_W)
@@ -50,28 +52,51 @@ def _columns(mask_ptr, g_ptr, H, W, n_col_blocks, BLOCK_W: tl.constexpr):
         row -= W
         g = tl.minimum(tl.load(g_ptr + row + cols, mask=ok, other=0.0), g + 1.0)
         tl.store(g_ptr + row + cols, g, mask=ok)
+    # g is finite in row 0 exactly for the columns that have a zero.
+    found = tl.max(tl.where(ok & (g < float("inf")), 1, 0), axis=0)
+    tl.atomic_max(any_zero_ptr + n, found)
 
 
 @triton.jit
-def _rows(g_ptr, out_ptr, W, sy2, sx2, BLOCK_X: tl.constexpr, BLOCK_J: tl.constexpr):
+def _scan(g_ptr, base, xs, best, j_lo, j_hi, sy2, sx2, BLOCK_J: tl.constexpr):
+    """best = min(best, min over j in [j_lo, j_hi) of f_j + sx² (x - j)²)."""
+    for j0 in range(j_lo, j_hi, BLOCK_J):
+        js = j0 + tl.arange(0, BLOCK_J)
+        gj = tl.load(g_ptr + base + js, mask=js < j_hi, other=float("inf"))
+        dx = (xs[:, None] - js[None, :]).to(tl.float32)
+        cand = (gj * gj * sy2)[None, :] + dx * dx * sx2
+        best = tl.minimum(best, tl.min(cand, axis=1))
+    return best
+
+
+@triton.jit
+def _rows(g_ptr, out_ptr, any_zero_ptr, H, W, sy2, sx2, BLOCK_X: tl.constexpr,
+          BLOCK_J: tl.constexpr):
     r = tl.program_id(0)  # row over all images: N * H of them
     x0 = tl.program_id(1) * BLOCK_X
     base = r.to(tl.int64) * W
     xs = x0 + tl.arange(0, BLOCK_X)
     okx = xs < W
-    gx = tl.load(g_ptr + base + xs, mask=okx, other=0.0)
-    best = gx * gx * sy2  # j = x
-    # Reach of the candidates that can still win; +inf (a column without zero) -> W.
-    ub = tl.max(tl.where(okx, best, 0.0), axis=0)
-    reach = tl.minimum(tl.sqrt(ub / sx2), W * 1.0).to(tl.int32) + 1
-    lo = tl.maximum(x0 - reach, 0)
-    hi = tl.minimum(x0 + BLOCK_X + reach, W)
-    for j0 in range(lo, hi, BLOCK_J):
-        js = j0 + tl.arange(0, BLOCK_J)
-        gj = tl.load(g_ptr + base + js, mask=js < hi, other=float("inf"))
-        dx = (xs[:, None] - js[None, :]).to(tl.float32)
-        cand = (gj * gj * sy2)[None, :] + dx * dx * sx2
-        best = tl.minimum(best, tl.min(cand, axis=1))
+    best = tl.full([BLOCK_X], float("inf"), tl.float32)
+    # Candidates j in [lo, hi) are done; the window grows (doubling its margin R) until
+    # every pixel's minimum is at most sx² (R + 1)², the least any j outside can cost,
+    # or the row is exhausted. An image without zero pixels stays +inf at no cost.
+    has_zero = tl.load(any_zero_ptr + r // H) != 0
+    lo = tl.minimum(x0, W)
+    hi = lo
+    R = 0
+    done = not has_zero
+    while not done:
+        R = tl.maximum(2 * R, BLOCK_J)
+        new_lo = tl.maximum(x0 - R, 0)
+        new_hi = tl.minimum(x0 + BLOCK_X + R, W)
+        best = _scan(g_ptr, base, xs, best, new_lo, lo, sy2, sx2, BLOCK_J)
+        best = _scan(g_ptr, base, xs, best, hi, new_hi, sy2, sx2, BLOCK_J)
+        lo = new_lo
+        hi = new_hi
+        worst = tl.max(tl.where(okx, best, 0.0), axis=0)
+        reach = (R + 1).to(tl.float32)
+        done = (worst <= sx2 * reach * reach) | ((lo == 0) & (hi == W))
     tl.store(out_ptr + base + xs, tl.sqrt(best), mask=okx)
 
 
@@ -82,10 +107,11 @@ def distance_transform(mask: torch.Tensor, sy: float = 1.0, sx: float = 1.0) -> 
     out = torch.empty_like(g)
     if g.numel() == 0:
         return out
+    any_zero = torch.zeros(N, dtype=torch.int32, device=mask.device)
     bw = min(_BLOCK_W, triton.next_power_of_2(W))
     ncb = triton.cdiv(W, bw)
-    _columns[(N * ncb,)](mask, g, H, W, ncb, BLOCK_W=bw)
+    _columns[(N * ncb,)](mask, g, any_zero, H, W, ncb, BLOCK_W=bw)
     bx = min(_BLOCK_X, triton.next_power_of_2(W))
-    _rows[(N * H, triton.cdiv(W, bx))](g, out, W, float(sy * sy), float(sx * sx),
+    _rows[(N * H, triton.cdiv(W, bx))](g, out, any_zero, H, W, float(sy * sy), float(sx * sx),
                                        BLOCK_X=bx, BLOCK_J=_BLOCK_J)
     return out

@@ -111,6 +111,31 @@ def test_triton_matches_scipy(require_backend, case, spacing):
     assert_edt_close(out, scipy_edt(m, _sp(spacing)), RTOL, case)
 
 
+GROWING = {
+    "single_zero_corner": lambda: _single_zero((3, 27), (2, 1)),
+    "sparse_zeros": lambda: random_mask((2, 4, 22), 0.9, seed=17),
+    "no_zero_and_one_zero": lambda: torch.stack([torch.ones(3, 9, dtype=torch.bool),
+                                                 _single_zero((3, 9), (1, 8))]),
+}
+
+
+@pytest.mark.parametrize("case", list(GROWING))
+def test_triton_growing_window(require_backend, monkeypatch, case):
+    """Tiny tiles: the row kernel's window has to double several times (and to stop
+    early) before every pixel is exact."""
+    require_backend("triton")
+    from effseg import _triton
+
+    K = _triton.load("distance_transform")
+    monkeypatch.setattr(K, "_BLOCK_X", 4)
+    monkeypatch.setattr(K, "_BLOCK_J", 2)
+    monkeypatch.setattr(K, "_BLOCK_W", 8)
+    m = GROWING[case]()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    out = distance_transform(m.to(dev), spacing=(1.0, 0.8), backend="triton")
+    assert_edt_close(out, scipy_edt(m, (1.0, 0.8)), RTOL, case)
+
+
 @pytest.mark.parametrize("backend", ["cpp", "ref", "triton"])
 def test_image_without_zero_is_inf(require_backend, backend):
     require_backend(backend)

@@ -1,0 +1,117 @@
+"""Lossd, the distance loss of Ma, Ren, Li & Chen (2025), "Improving remote sensing image
+semantic segmentation based on distance loss" (Acta Aeronautica et Astronautica Sinica 47(8),
+DOI 10.7527/S1000-6893.2025.32780). Only its abstract and a summary are available, so the
+construction below follows what is known of it and fixes the rest explicitly (see
+DistanceLoss's docstring)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from . import _common as C
+
+
+class DistanceLoss(nn.Module):
+    """Lossd: a boundary-aware loss that charges each wrongly labelled pixel by how far it
+    lies from where its class really is, with separate over- and under-segmentation terms.
+
+    For image b, class k and valid pixel x (target != ignore_index):
+
+      g_k(x)     = 1 if target(x) == k else 0                     (ground truth one-hot)
+      P_k(x)     = straight-through hard prediction: forward value 1 if argmax(logits(x)) == k
+                   else 0, gradient that of softmax(logits)_k(x)
+      d_in_k(x)  = for x in class k: distance to the nearest pixel not of class k
+                   (>= 1; the "inside" distance of the ground truth)
+      d_out_k(x) = for x outside class k: distance to the nearest pixel of class k
+                   (>= 1; the "overshoot" distance, the negative part of the signed map
+                   D_k = d_in_k * g_k - d_out_k * (1 - g_k))
+      M_b        = the largest finite d_in / d_out over the valid pixels of image b (>= 1)
+      c(d)       = log1p(min(d, M_b)) / log1p(M_b)      (in [0, 1]; an infinite distance,
+                   i.e. the class is absent from the image or fills it, costs 1)
+
+      over_bk  = (1 / N_b) * sum_x (1 - g_k) * P_k * c(d_out_k)     false positives of k
+      under_bk = (1 / N_b) * sum_x g_k * (1 - P_k) * c(d_in_k)      false negatives of k
+      L_bk     = over_weight * over_bk + under_weight * under_bk
+
+      S_b = classes present in the prediction or the ground truth of image b (valid pixels)
+      L_b = sum_{k in S_b} w_k * L_bk / sum_{k in S_b} w_k          (w = class_weights, or 1)
+      loss = mean of L_b over the images with valid pixels  (reduction "mean"),
+             sum of L_b (reduction "sum"), or the vector L_b (reduction "none")
+
+    N_b is the number of valid pixels of image b.
+
+    Design decisions (the paper's text is not available):
+    - |P_k * D_k - g_k * d_in_k| (the published form) equals (1 - g_k) P_k d_out_k +
+      g_k (1 - P_k) d_in_k for any P_k in [0, 1], so the two terms above are that error, split.
+    - log1p is applied to the distance (c(d) above) rather than to the whole error. At the
+      hard prediction the value is identical (every pixel has one term at most and
+      log1p(0) = 0); the gradient differs: log1p of the error would give a correctly
+      labelled pixel a gradient of d and a wrong one only d / (1 + d), so the gradient here is
+      that of the linear form: d loss / d softmax_k(x) = w_k / (N_b sum w) *
+      (over_weight (1 - g_k) c(d_out_k) - under_weight g_k c(d_in_k)).
+    - Normalisation by the largest distance is per image (all classes together), so the
+      same distance costs the same for every class of an image.
+    - Ignored pixels belong to no class in the distance maps (an ignored region borders its
+      neighbours), are left out of every sum, and their logits receive no gradient.
+    - Distance maps are computed from the target on every call with
+      effseg.ops.distance_transform (on the logits' device) and carry no gradient.
+    """
+
+    def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None,
+                 over_weight: float = 1.0, under_weight: float = 1.0, reduction: str = "mean"):
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+        self.reduction = C.check_reduction(reduction)
+        for name, v in (("over_weight", over_weight), ("under_weight", under_weight)):
+            if not (float(v) >= 0 and float(v) < float("inf")):
+                raise ValueError(f"{name} must be finite and non-negative, got {v!r}")
+        self.over_weight, self.under_weight = float(over_weight), float(under_weight)
+        self.register_buffer("class_weights", C.weight_buffer(class_weights, "class_weights"))
+
+    def terms(self, logits: torch.Tensor, target: torch.Tensor) -> dict:
+        """over (B, K), under (B, K), present (B, K) bool and n_valid (B,), as defined above."""
+        C.check_inputs(logits, target, self.ignore_index)
+        x = C.compute_dtype(logits)
+        B, K = x.shape[:2]
+        valid = C.valid_mask(target, self.ignore_index)
+        vf = valid.unsqueeze(1).to(x.dtype)
+        prob = x.softmax(dim=1) * vf  # no gradient reaches ignored pixels
+        hard = C.one_hot(x.detach().argmax(dim=1), valid, K, x.dtype)
+        pred = hard + (prob - prob.detach())  # forward: exactly `hard`; backward: softmax's
+        g = C.one_hot(target, valid, K, x.dtype)
+
+        with torch.no_grad():
+            to_class, inside = C.label_distances(target, valid, K)
+            to_class, inside = to_class.to(x.dtype), inside.to(x.dtype)
+            v = valid.unsqueeze(1)
+            big = torch.maximum(C.finite_or(to_class, 0).masked_fill(~v, 0).amax(dim=(1, 2, 3)),
+                                C.finite_or(inside, 0).masked_fill(~valid, 0).amax(dim=(1, 2)))
+            big = big.clamp_min(1).view(B, 1, 1, 1)
+            scale = torch.log1p(big)
+            c_out = torch.log1p(torch.minimum(to_class, big)) / scale
+            c_in = torch.log1p(torch.minimum(inside.unsqueeze(1), big)) / scale
+            n_valid = valid.sum(dim=(1, 2)).to(x.dtype)
+            present = (g.sum(dim=(2, 3)) + hard.sum(dim=(2, 3))) > 0
+
+        over = ((1 - g) * pred * c_out).sum(dim=(2, 3))
+        under = (g * (1 - pred) * c_in).sum(dim=(2, 3))
+        n = n_valid.view(B, 1)
+        return {"over": C.safe_div(over, n), "under": C.safe_div(under, n), "present": present,
+                "n_valid": n_valid}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        t = self.terms(logits, target)
+        per_class = self.over_weight * t["over"] + self.under_weight * t["under"]
+        K = per_class.shape[1]
+        w = C.class_weights(self.class_weights, K, per_class, "class_weights")
+        wk = t["present"].to(per_class.dtype) * (1 if w is None else w)
+        den = wk.sum(dim=1)
+        per_image = C.safe_div((wk * per_class).sum(dim=1), den)
+        if self.reduction == "none":
+            return per_image
+        if self.reduction == "sum":
+            return per_image.sum()
+        counted = ((t["n_valid"] > 0) & (den > 0)).sum().to(per_image.dtype)
+        return C.safe_div(per_image.sum(), counted)

@@ -86,17 +86,17 @@ class HausdorffDTLoss(nn.Module):
         B, K = x.shape[:2]
         idx = C.class_index(self.classes, K, x.device)
         valid = C.valid_mask(target, self.ignore_index)
-        g = C.one_hot(target, valid, K, x.dtype)
+        g = C.one_hot(target, valid, K)
         with torch.no_grad():
-            pred = x.argmax(dim=1)
+            pred = C.argmax_channels(x.detach())
             # Target and prediction in one batched transform.
             labels = torch.cat((target.long(), pred))
-            to_class, inside = C.label_distances(labels, valid.repeat(2, 1, 1), K)
-            member = torch.cat((g, C.one_hot(pred, valid, K, x.dtype))) > 0
+            to_class, inside, _ = C.label_distances(labels, valid.repeat(2, 1, 1), K)
+            member = torch.cat((g, C.one_hot(pred, valid, K)))
             d = C.finite_or(torch.where(member, inside.unsqueeze(1), to_class).to(x.dtype), 0.0)
             d = d.pow(self.alpha)
             dist = d[:B] + d[B:]
-        err = (x.softmax(dim=1) - g).square()
+        err = (x.softmax(dim=1) - g.to(x.dtype)).square()
         if idx is not None:
             err, dist = err.index_select(1, idx), dist.index_select(1, idx)
         per_pixel = (err * dist).mean(dim=1) * valid

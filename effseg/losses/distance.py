@@ -27,7 +27,10 @@ class DistanceLoss(nn.Module):
       d_out_k(x) = for x outside class k: distance to the nearest pixel of class k
                    (>= 1; the "overshoot" distance, the negative part of the signed map
                    D_k = d_in_k * g_k - d_out_k * (1 - g_k))
-      M_b        = the largest finite d_in / d_out over the valid pixels of image b (>= 1)
+      M_b        = the largest distance in image b: max over all pixels x and every label j
+                   present (the classes, and "ignored" as one more label) of the distance
+                   from x to the nearest pixel labelled j; at least 1. Every d_in and d_out
+                   is one of these distances or smaller, so c(d) <= 1
       c(d)       = log1p(min(d, M_b)) / log1p(M_b)      (in [0, 1]; an infinite distance,
                    i.e. the class is absent from the image or fills it, costs 1)
 
@@ -71,44 +74,68 @@ class DistanceLoss(nn.Module):
         self.register_buffer("class_weights", C.weight_buffer(class_weights, "class_weights"))
 
     def terms(self, logits: torch.Tensor, target: torch.Tensor) -> dict:
-        """over (B, K), under (B, K), present (B, K) bool and n_valid (B,), as defined above."""
+        """The forward values over (B, K), under (B, K) (the per-class terms above, before
+        the term weights), present (B, K) bool and n_valid (B,); no gradient."""
+        C.check_inputs(logits, target, self.ignore_index)
+        with torch.no_grad():
+            t = self._terms(C.compute_dtype(logits).detach(), target)
+        return {k: t[k] for k in ("over", "under", "present", "n_valid")}
+
+    def _terms(self, x: torch.Tensor, target: torch.Tensor) -> dict:
+        B, K = x.shape[:2]
+        valid = C.valid_mask(target, self.ignore_index)
+        pred = C.argmax_channels(x)
+        to_class, inside, big = C.label_distances(target, valid, K)
+        to_class, inside = to_class.to(x.dtype), inside.to(x.dtype)
+        big = big.to(x.dtype).clamp_min(1)
+        inv_scale = 1 / torch.log1p(big)  # (B,)
+        v = big.view(B, 1, 1)
+
+        # Forward values from the hard labels: each wrong pixel costs c(distance to the
+        # predicted class) to that class (over) and c(inside distance) to its true class
+        # (under); summed per (image, class) with bincount.
+        wrong = valid & (pred != target)
+        safe_t = torch.where(valid, target.long(), 0)
+        d_pred = to_class.gather(1, pred.unsqueeze(1)).squeeze(1)
+        c_pred = torch.log1p(torch.minimum(d_pred, v)) * inv_scale.view(B, 1, 1) * wrong
+        c_in = torch.log1p(torch.minimum(inside, v)) * inv_scale.view(B, 1, 1)
+        base = torch.arange(B, device=x.device).view(B, 1, 1) * K
+        n_valid = valid.sum(dim=(1, 2)).to(x.dtype)
+
+        def per_class(labels, weights=None):
+            return torch.bincount((base + labels).flatten(), weights=None if weights is None else weights.flatten(),
+                                  minlength=B * K).view(B, K)
+
+        nv = n_valid.view(B, 1)
+        over = C.safe_div(per_class(pred, c_pred).to(x.dtype), nv)
+        under = C.safe_div(per_class(safe_t, c_in * wrong).to(x.dtype), nv)
+        vw = valid.to(x.dtype)
+        present = (per_class(pred, vw) > 0) | (per_class(safe_t, vw) > 0)
+        return {"over": over, "under": under, "present": present, "n_valid": n_valid, "valid": valid,
+                "to_class": to_class, "c_in": c_in, "inv_scale": inv_scale, "big": big, "safe_t": safe_t}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
         x = C.compute_dtype(logits)
         B, K = x.shape[:2]
-        valid = C.valid_mask(target, self.ignore_index)
-        vf = valid.unsqueeze(1).to(x.dtype)
-        prob = x.softmax(dim=1) * vf  # no gradient reaches ignored pixels
-        hard = C.one_hot(x.detach().argmax(dim=1), valid, K, x.dtype)
-        pred = hard + (prob - prob.detach())  # forward: exactly `hard`; backward: softmax's
-        g = C.one_hot(target, valid, K, x.dtype)
-
         with torch.no_grad():
-            to_class, inside = C.label_distances(target, valid, K)
-            to_class, inside = to_class.to(x.dtype), inside.to(x.dtype)
-            v = valid.unsqueeze(1)
-            big = torch.maximum(C.finite_or(to_class, 0).masked_fill(~v, 0).amax(dim=(1, 2, 3)),
-                                C.finite_or(inside, 0).masked_fill(~valid, 0).amax(dim=(1, 2)))
-            big = big.clamp_min(1).view(B, 1, 1, 1)
-            scale = torch.log1p(big)
-            c_out = torch.log1p(torch.minimum(to_class, big)) / scale
-            c_in = torch.log1p(torch.minimum(inside.unsqueeze(1), big)) / scale
-            n_valid = valid.sum(dim=(1, 2)).to(x.dtype)
-            present = (g.sum(dim=(2, 3)) + hard.sum(dim=(2, 3))) > 0
-
-        over = ((1 - g) * pred * c_out).sum(dim=(2, 3))
-        under = (g * (1 - pred) * c_in).sum(dim=(2, 3))
-        n = n_valid.view(B, 1)
-        return {"over": C.safe_div(over, n), "under": C.safe_div(under, n), "present": present,
-                "n_valid": n_valid}
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        t = self.terms(logits, target)
-        per_class = self.over_weight * t["over"] + self.under_weight * t["under"]
-        K = per_class.shape[1]
-        w = C.class_weights(self.class_weights, K, per_class, "class_weights")
-        wk = t["present"].to(per_class.dtype) * (1 if w is None else w)
-        den = wk.sum(dim=1)
-        per_image = C.safe_div((wk * per_class).sum(dim=1), den)
+            t = self._terms(x.detach(), target)
+            w = C.class_weights(self.class_weights, K, x, "class_weights")
+            wk = t["present"].to(x.dtype) * (1 if w is None else w)
+            den = wk.sum(dim=1)
+            value = C.safe_div((wk * (self.over_weight * t["over"] + self.under_weight * t["under"])).sum(dim=1), den)
+            # d L_b / d softmax_k(x) (see the docstring), built in place in one (B, K, H, W) map.
+            norm = C.safe_div(torch.ones_like(den), t["n_valid"] * den)  # 1 / (N_b sum_S w)
+            wcls = torch.ones(K, dtype=x.dtype, device=x.device) if w is None else w
+            coeff = torch.log1p(torch.minimum(t["to_class"], t["big"].view(B, 1, 1, 1)))
+            coeff.mul_((self.over_weight * wcls * (norm * t["inv_scale"]).view(B, 1)).view(B, K, 1, 1))
+            # At a pixel's own class the over term is 0 (distance 0) and the under term applies.
+            own = (-self.under_weight) * wcls[t["safe_t"]] * t["c_in"] * norm.view(B, 1, 1)
+            coeff.scatter_(1, t["safe_t"].unsqueeze(1), own.unsqueeze(1))
+            coeff.masked_fill_(~t["valid"].unsqueeze(1), 0)
+        # Straight-through: the value is the hard one, the gradient that of sum(coeff * softmax).
+        s = (x.softmax(dim=1) * coeff).sum(dim=(1, 2, 3))
+        per_image = value + (s - s.detach())
         if self.reduction == "none":
             return per_image
         if self.reduction == "sum":

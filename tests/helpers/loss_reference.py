@@ -33,12 +33,9 @@ def lossd(logits, target, ignore=255, class_weights=None, over_weight=1.0, under
         d_in = [edt(m) for m in masks]
         d_out = [edt(~m) for m in masks]
         big = 1.0
-        for k in range(K):
-            for d, where in ((d_in[k], masks[k]), (d_out[k], ~masks[k] & valid)):
-                vals = d[where]
-                vals = vals[np.isfinite(vals)]
-                if vals.size:
-                    big = max(big, vals.max())
+        labels = np.where(valid, target[b], -1)
+        for j in np.unique(labels):
+            big = max(big, edt(labels != j).max())
 
         def c(d, big=big):
             return np.log1p(np.minimum(d, big)) / np.log1p(big)

@@ -168,3 +168,11 @@ def test_errors():
         DistanceLoss(over_weight=math.inf)
     with pytest.raises(ValueError, match="reduction"):
         DistanceLoss(reduction="avg")
+
+
+def test_terms_split_over_and_under():
+    target = _row([0, 0, 0, 1, 1, 1])
+    t = DistanceLoss().terms(_logits_for(_row([0, 0, 1, 1, 1, 1]), 3), target)
+    torch.testing.assert_close(t["over"], torch.tensor([[0.0, 0.5 / 6, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(t["under"], torch.tensor([[0.5 / 6, 0.0, 0.0]], dtype=torch.float64))
+    assert t["present"].tolist() == [[True, True, False]] and t["n_valid"].tolist() == [6.0]

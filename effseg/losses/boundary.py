@@ -42,7 +42,7 @@ class BoundaryLoss(nn.Module):
         idx = C.class_index(self.classes, K, x.device)
         valid = C.valid_mask(target, self.ignore_index)
         with torch.no_grad():
-            phi = C.finite_or(signed_distance(C.one_hot(target, valid, K, torch.uint8)).to(x.dtype), 0.0)
+            phi = C.finite_or(signed_distance(C.one_hot(target, valid, K)).to(x.dtype), 0.0)
         prob = x.softmax(dim=1)
         if idx is not None:
             prob, phi = prob.index_select(1, idx), phi.index_select(1, idx)

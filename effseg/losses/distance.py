@@ -43,23 +43,26 @@ class DistanceLoss(nn.Module):
       loss = mean of L_b over the images with valid pixels  (reduction "mean"),
              sum of L_b (reduction "sum"), or the vector L_b (reduction "none")
 
-    N_b is the number of valid pixels of image b.
+    N_b is the number of valid pixels of image b; an image with no valid pixel (or whose
+    present classes all have weight 0) has L_b = 0 and is left out of the mean.
 
-    Design decisions (the paper's text is not available):
-    - |P_k * D_k - g_k * d_in_k| (the published form) equals (1 - g_k) P_k d_out_k +
-      g_k (1 - P_k) d_in_k for any P_k in [0, 1], so the two terms above are that error, split.
+    Design decisions (only a summary of the paper is available):
+    - The summary's error |P_k * D_k - g_k * d_in_k| equals (1 - g_k) P_k d_out_k +
+      g_k (1 - P_k) d_in_k for any P_k in [0, 1]: the two terms above are that error, split
+      so that over- and under-segmentation can be weighted separately.
     - log1p is applied to the distance (c(d) above) rather than to the whole error. At the
       hard prediction the value is identical (every pixel has one term at most and
       log1p(0) = 0); the gradient differs: log1p of the error would give a correctly
       labelled pixel a gradient of d and a wrong one only d / (1 + d), so the gradient here is
-      that of the linear form: d loss / d softmax_k(x) = w_k / (N_b sum w) *
-      (over_weight (1 - g_k) c(d_out_k) - under_weight g_k c(d_in_k)).
+      that of the linear form: d L_b / d softmax_k(x) = w_k / (N_b sum_{S_b} w) *
+      (over_weight (1 - g_k) c(d_out_k) - under_weight g_k c(d_in_k)), with S_b held fixed.
     - Normalisation by the largest distance is per image (all classes together), so the
       same distance costs the same for every class of an image.
     - Ignored pixels belong to no class in the distance maps (an ignored region borders its
       neighbours), are left out of every sum, and their logits receive no gradient.
-    - Distance maps are computed from the target on every call with
-      effseg.ops.distance_transform (on the logits' device) and carry no gradient.
+    - Distance maps come from the target on every call: K + 1 maps (one per class, one for
+      the ignored pixels) in one effseg.ops.distance_transform call on the logits' device,
+      no gradient; d_in of a pixel is its distance to the nearest pixel of another label.
     """
 
     def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None,

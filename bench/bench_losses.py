@@ -36,8 +36,13 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="batch 2 at 64x64")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     shape = QUICK_SHAPE if args.quick else DEFAULT_SHAPE
     result = bench_losses(args.device, **shape, repeats=args.repeats)
     result["targets"] = targets(result)

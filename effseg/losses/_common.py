@@ -106,13 +106,10 @@ def one_hot(labels: torch.Tensor, valid: torch.Tensor, K: int, dtype=torch.bool)
 
 
 def argmax_channels(x: torch.Tensor) -> torch.Tensor:
-    """x.argmax(dim=1) for (B, K, H, W), first maximum on ties. torch's CPU argmax over a
-    strided dim was measured ~10x slower than this amax + K comparisons."""
-    mx = x.amax(dim=1)
-    idx = torch.zeros(mx.shape, dtype=torch.long, device=x.device)
-    for k in range(x.shape[1] - 1, 0, -1):
-        idx.masked_fill_(x[:, k] == mx, k)
-    return idx
+    """x.argmax(dim=1), first maximum on ties. On the CPU, max(dim=1).indices (documented
+    to return the first maximal index as well) was measured ~8x faster than argmax over
+    the strided channel dim."""
+    return x.max(dim=1).indices
 
 
 def label_distances(labels: torch.Tensor, valid: torch.Tensor, K: int
@@ -120,9 +117,9 @@ def label_distances(labels: torch.Tensor, valid: torch.Tensor, K: int
     """Distances from every pixel to the regions of a label map, in K + 1 transforms.
 
     Returns (to_class, inside, largest):
-      to_class[b, k] = at a pixel not of class k, the distance to the nearest pixel of class
-                       k (d_out of class k; +inf everywhere when k is absent from image b);
-                       +inf on the pixels of class k itself, where `inside` applies;
+      to_class[b, k] = distance from each pixel to the nearest pixel of class k: d_out of
+                       class k outside it, 0 on it, +inf everywhere when k is absent from
+                       image b;
       inside[b]      = at a pixel of class k, the distance to the nearest pixel that is not
                        k (d_in of its own class; +inf when nothing else is in the image);
       largest[b]     = the largest finite distance of image b's maps (0 if none).
@@ -132,12 +129,12 @@ def label_distances(labels: torch.Tensor, valid: torch.Tensor, K: int
     """
     lab = torch.where(valid, labels.long(), torch.full((), K, device=labels.device))
     ids = torch.arange(K + 1, device=labels.device).view(1, -1, 1, 1)
-    to_label = distance_transform(lab.unsqueeze(1) != ids)  # zero pixels = label j
+    own = lab.unsqueeze(1) == ids
+    to_label = distance_transform(~own)  # zero pixels = label j
     # A label absent from an image has an infinite map everywhere (the op's contract: no
     # zero pixel -> +inf), so per-map maxima tell the finite maps apart.
     largest = finite_or(to_label.amax(dim=(2, 3)), 0.0).amax(dim=1)
-    to_label.scatter_(1, lab.unsqueeze(1), float("inf"))
-    inside = to_label.amin(dim=1)
+    inside = to_label.masked_fill(own, float("inf")).amin(dim=1)
     return to_label[:, :K], inside, largest
 
 

@@ -89,6 +89,7 @@ class DistanceLoss(nn.Module):
         valid = C.valid_mask(target, self.ignore_index)
         pred = C.argmax_channels(x)
         to_class, inside, big = C.label_distances(target, valid, K)
+        # forward() turns to_class, a fresh op output, into the coefficient map in place.
         to_class, inside = to_class.to(x.dtype), inside.to(x.dtype)
         big = big.to(x.dtype).clamp_min(1)
         inv_scale = 1 / torch.log1p(big)  # (B,)
@@ -96,26 +97,27 @@ class DistanceLoss(nn.Module):
 
         # Forward values from the hard labels: each wrong pixel costs c(distance to the
         # predicted class) to that class (over) and c(inside distance) to its true class
-        # (under); summed per (image, class) with bincount.
+        # (under); summed per (image, class) with one bincount.
         wrong = valid & (pred != target)
         safe_t = torch.where(valid, target.long(), 0)
         d_pred = to_class.gather(1, pred.unsqueeze(1)).squeeze(1)
-        c_pred = torch.log1p(torch.minimum(d_pred, v)) * inv_scale.view(B, 1, 1) * wrong
-        c_in = torch.log1p(torch.minimum(inside, v)) * inv_scale.view(B, 1, 1)
+        scale = inv_scale.view(B, 1, 1)
+        c_pred = torch.log1p(torch.minimum(d_pred, v)) * scale * wrong
+        c_in = torch.log1p(torch.minimum(inside, v)) * scale
         base = torch.arange(B, device=x.device).view(B, 1, 1) * K
+        at_pred, at_true = (base + pred).flatten(), (base + safe_t).flatten()
+        sums = torch.bincount(torch.cat((at_pred, at_true + B * K)),
+                              weights=torch.cat((c_pred.flatten(), (c_in * wrong).flatten())),
+                              minlength=2 * B * K).to(x.dtype).view(2, B, K)
+        # Classes present in the prediction or the target; invalid pixels go to a spare bin.
+        v2 = valid.flatten().repeat(2)
+        present = torch.bincount(torch.where(v2, torch.cat((at_pred, at_true)), B * K),
+                                 minlength=B * K + 1)[: B * K].view(B, K) > 0
         n_valid = valid.sum(dim=(1, 2)).to(x.dtype)
-
-        def per_class(labels, weights=None):
-            return torch.bincount((base + labels).flatten(), weights=None if weights is None else weights.flatten(),
-                                  minlength=B * K).view(B, K)
-
         nv = n_valid.view(B, 1)
-        over = C.safe_div(per_class(pred, c_pred).to(x.dtype), nv)
-        under = C.safe_div(per_class(safe_t, c_in * wrong).to(x.dtype), nv)
-        vw = valid.to(x.dtype)
-        present = (per_class(pred, vw) > 0) | (per_class(safe_t, vw) > 0)
-        return {"over": over, "under": under, "present": present, "n_valid": n_valid, "valid": valid,
-                "to_class": to_class, "c_in": c_in, "inv_scale": inv_scale, "big": big, "safe_t": safe_t}
+        return {"over": C.safe_div(sums[0], nv), "under": C.safe_div(sums[1], nv), "present": present,
+                "n_valid": n_valid, "valid": valid, "to_class": to_class, "c_in": c_in,
+                "inv_scale": inv_scale, "big": big, "safe_t": safe_t}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
@@ -127,12 +129,15 @@ class DistanceLoss(nn.Module):
             wk = t["present"].to(x.dtype) * (1 if w is None else w)
             den = wk.sum(dim=1)
             value = C.safe_div((wk * (self.over_weight * t["over"] + self.under_weight * t["under"])).sum(dim=1), den)
-            # d L_b / d softmax_k(x) (see the docstring), built in place in one (B, K, H, W) map.
+            # d L_b / d softmax_k(x) (see the docstring), built in place in the distance
+            # maps: the over part everywhere (0 on a pixel's own class, where d_out = 0) ...
             norm = C.safe_div(torch.ones_like(den), t["n_valid"] * den)  # 1 / (N_b sum_S w)
             wcls = torch.ones(K, dtype=x.dtype, device=x.device) if w is None else w
-            coeff = torch.log1p(torch.minimum(t["to_class"], t["big"].view(B, 1, 1, 1)))
+            coeff = t["to_class"]
+            torch.minimum(coeff, t["big"].view(B, 1, 1, 1), out=coeff)
+            coeff.log1p_()
             coeff.mul_((self.over_weight * wcls * (norm * t["inv_scale"]).view(B, 1)).view(B, K, 1, 1))
-            # At a pixel's own class the over term is 0 (distance 0) and the under term applies.
+            # ... and the under part on the own class (written over that 0).
             own = (-self.under_weight) * wcls[t["safe_t"]] * t["c_in"] * norm.view(B, 1, 1)
             coeff.scatter_(1, t["safe_t"].unsqueeze(1), own.unsqueeze(1))
             coeff.masked_fill_(~t["valid"].unsqueeze(1), 0)

@@ -22,10 +22,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .. import _native
+from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
-from .selective_scan import selective_scan
+from .selective_scan import _resolve, selective_scan
 from .selective_scan_ref import compute_dtype
 
 K_DIRECTIONS = 4
@@ -109,8 +109,14 @@ def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_s
 
 @torch.library.custom_op("effseg::selective_scan_cross", mutates_args=())
 def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-              delta_bias: Optional[Tensor], tmap: Tensor, delta_softplus: bool) -> Tensor:
+              delta_bias: Optional[Tensor], tmap: Tensor, delta_softplus: bool,
+              backend: str = "cpp") -> Tensor:
     cd = compute_dtype(u)
+    if backend == "triton":
+        K = _triton.load("selective_scan")
+        out = K.selective_scan_cross_fwd(u, delta, A, B.to(cd), C.to(cd), D, delta_bias, tmap,
+                                         bool(delta_softplus))
+        return out.to(u.dtype)
     bt, du, L = u.shape
     uc, dc, Ac = (t.to(cd).contiguous() for t in (u, delta, A))
     Bc, Cc = B.to(cd), C.to(cd)  # any strides: the kernel gathers B / C by position
@@ -127,11 +133,11 @@ def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
 
 
 @_cross_op.register_fake
-def _(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus):
+def _(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus, backend="cpp"):
     return u.new_empty(u.shape)
 
 
-def _onnx_lowering(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus):
+def _onnx_lowering(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus, backend="cpp"):
     """Gathers by the maps, the chunked scan, and the merge as gathers by inverse maps."""
     bt, du, L = u.shape
     K = K_DIRECTIONS
@@ -171,23 +177,20 @@ def cross_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     the same reversed), as in VMamba. Equals
     cross_merge_ref(selective_scan(cross_scan_ref(u), delta and B/C re-ordered...)).
 
-    backend "auto"/"cpp" on CPU without gradients runs the fused C++ kernel (no four-fold
-    copies); with gradients, on CUDA, or for backend "triton"/"chunked"/"ref", the
-    re-ordered copies are built and the grouped selective_scan runs on that backend.
+    Without gradients the fused kernels run (no four-fold copies): C++ for CPU tensors
+    (backend "auto" or "cpp"), Triton for CUDA tensors (backend "auto" or "triton"). With
+    gradients, or for backend "chunked"/"ref", the re-ordered copies are built and the
+    grouped selective_scan (with its backward) runs on that backend.
     """
     H, W = int(H), int(W)
     if H < 1 or W < 1:
         raise ValueError(f"H and W must be >= 1, got H={H}, W={W}")
     _check(u, delta, A, B, C, D, delta_bias, H, W)
     V.choice("backend", backend, ("auto", "cpp", "triton", "chunked", "ref"))
+    run = _resolve(backend, u.device)
     bt, du = u.shape[0], u.shape[1]
     u3 = u.reshape(bt, du, H * W)
-    fused = (backend in ("auto", "cpp") and u.device.type == "cpu"
-             and not _needs_grad(u, delta, A, B, C, D, delta_bias) and _native.available())
-    if backend == "cpp" and u.device.type != "cpu":
-        raise ValueError(f"backend='cpp' needs CPU tensors, got u on {u.device}")
-    if fused:
-        return _cross_op(u3, delta, A, B, C, D, delta_bias, cross_scan_maps(H, W),
-                         bool(delta_softplus))
-    return _materialised(u3, delta, A, B, C, D, delta_bias, delta_softplus, H, W,
-                         "auto" if backend == "auto" else backend)
+    if run in ("cpp", "triton") and not _needs_grad(u, delta, A, B, C, D, delta_bias):
+        return _cross_op(u3, delta, A, B, C, D, delta_bias, cross_scan_maps(H, W, u.device),
+                         bool(delta_softplus), run)
+    return _materialised(u3, delta, A, B, C, D, delta_bias, delta_softplus, H, W, run)

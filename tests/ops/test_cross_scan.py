@@ -183,3 +183,15 @@ def test_kernel_rejects_a_map_that_is_not_a_permutation(require_backend):
     with pytest.raises(ValueError, match="permutation"):
         _cross_op(kw["u"].reshape(1, 2, 4), kw["delta"], kw["A"], kw["B"], kw["C"], kw["D"],
                   kw["delta_bias"], tmap, True)
+
+
+@pytest.mark.parametrize("bt,d,H,W,n", [(1, 2, 3, 5, 4), (2, 3, 4, 4, 16)])
+def test_fused_triton_matches_reference(require_backend, bt, d, H, W, n):
+    require_backend("triton")
+    kw = _inputs(bt, d, H, W, n)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ref = cross_selective_scan_ref(**{k: v.double() for k, v in kw.items()}, H=H, W=W)
+    with torch.no_grad():
+        y = cross_selective_scan(**{k: v.to(dev) for k, v in kw.items()}, H=H, W=W,
+                                 backend="triton")
+    _close(y.cpu(), ref, 2e-5)

@@ -24,6 +24,7 @@ T* mp(Ptr p) {
 
 // One per op; module.cpp calls them all.
 void bind_selective_scan(pybind11::module_& m);
+void bind_linear_attention(pybind11::module_& m);
 
 }  // namespace bind
 }  // namespace effseg

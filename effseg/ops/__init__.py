@@ -1,10 +1,12 @@
 """effseg's operations: each has a `_ref` (plain PyTorch, the definition of truth)."""
 from .cross_scan import (cross_merge_ref, cross_scan_ref, cross_selective_scan,
                          cross_selective_scan_ref)
+from .linear_attention import linear_attention
+from .linear_attention_ref import linear_attention_ref
 from .selective_scan import selective_scan
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import selective_scan_ref
 
 __all__ = ["selective_scan", "selective_scan_ref", "selective_scan_chunked",
            "cross_selective_scan", "cross_selective_scan_ref", "cross_scan_ref",
-           "cross_merge_ref"]
+           "cross_merge_ref", "linear_attention", "linear_attention_ref"]

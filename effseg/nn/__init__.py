@@ -1,4 +1,5 @@
 """nn.Modules built on effseg's ops."""
+from .linear_attention import LinearAttention
 from .ss2d import SS2D
 
-__all__ = ["SS2D"]
+__all__ = ["SS2D", "LinearAttention"]

@@ -16,7 +16,12 @@ from torch import Tensor
 from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
-from .linear_attention_ref import KINDS, compute_dtype, linear_attention_ref, summary_ref
+from .linear_attention_ref import (
+    KINDS,
+    compute_dtype,
+    linear_attention_ref,
+    summary_ref,
+)
 
 BACKENDS = ("auto", "ref", "cpp", "triton")
 

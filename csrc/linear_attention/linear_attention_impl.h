@@ -28,6 +28,13 @@
 // so pass A over (q, dout, out) gives dq and the partial dKV / ds_k / dS_v, and pass B
 // over (k, v) gives dk and dv: four GEMMs of Ck x Cv x N in all, against two forward.
 
+// Inside run_threads: all threads wait here (a no-op with one thread).
+static LA_INLINE void barrier() {
+#ifdef EFFSEG_OPENMP
+#pragma omp barrier
+#endif
+}
+
 template <class F>
 static void run_threads(int nth, F&& f) {
 #ifdef EFFSEG_OPENMP
@@ -73,14 +80,12 @@ struct Math<float> {
     const uint32_t ki = bits(t) - bits(magic);
     float r = x - kf * 0.693359375f;
     r = r + kf * 2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    // Estrin's scheme: a shorter dependency chain than Horner's, so that more loop
+    // iterations overlap (the loop is latency-bound, not throughput-bound).
+    const float r2 = r * r, r4 = r2 * r2;
+    const float p01 = 1.0f + r, p23 = 0.5f + r * (1.0f / 6.0f);
+    const float p45 = 1.0f / 24.0f + r * (1.0f / 120.0f), p67 = 1.0f / 720.0f + r * (1.0f / 5040.0f);
+    const float p = (p01 + r2 * p23) + r4 * (p45 + r2 * p67);
     return from_bits(bits(p) + (ki << 23));
   }
   // softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; log1p(e) = e P(e) with
@@ -90,15 +95,12 @@ struct Math<float> {
     float na = x < 0.0f ? x : -x;
     na = na < -86.5f ? -86.5f : na;
     e = exp_nonpos(na);
-    float p = 5.229014990e-03f;
-    p = p * e - 2.949048250e-02f;
-    p = p * e + 7.820189898e-02f;
-    p = p * e - 1.366120319e-01f;
-    p = p * e + 1.910504518e-01f;
-    p = p * e - 2.484273618e-01f;
-    p = p * e + 3.331906586e-01f;
-    p = p * e - 4.999949165e-01f;
-    p = p * e + 9.999999698e-01f;
+    const float e2 = e * e, e4 = e2 * e2;
+    const float p01 = 9.999999698e-01f - 4.999949165e-01f * e;
+    const float p23 = 3.331906586e-01f - 2.484273618e-01f * e;
+    const float p45 = 1.910504518e-01f - 1.366120319e-01f * e;
+    const float p67 = 7.820189898e-02f - 2.949048250e-02f * e;
+    const float p = (p01 + e2 * p23) + e4 * ((p45 + e2 * p67) + e4 * 5.229014990e-03f);
     const float r = (x > 0.0f ? x : 0.0f) + e * p;
     return x != x ? x : r;
   }
@@ -147,6 +149,7 @@ struct Impl {
     LA_UNROLL for (int i = 0; i < M; ++i) LA_UNROLL for (int j = 0; j < NV; ++j) acc.v[i][j] = V{};
     const T* ap[M];
     LA_UNROLL for (int i = 0; i < M; ++i) ap[i] = a + i * lda;
+#pragma GCC unroll 4
     for (int64_t kk = 0; kk < K; ++kk) {
       const T* bp = b + kk * ldb;
       V bv[NV];
@@ -163,6 +166,9 @@ struct Impl {
   static void tile_rows(int64_t i0, int64_t i1, int64_t K, const T* a, int64_t lda, const T* b,
                         int64_t ldb, int64_t j0, Epi& epi) {
     int64_t i = i0;
+    // One column vector: 12 rows keep as many FMA chains in flight as 6 x 2 vectors do.
+    if constexpr (NV == 1)
+      for (; i + 2 * MR <= i1; i += 2 * MR) tile<2 * MR, 1>(K, a + i * lda, lda, b, ldb, i, j0, epi);
     for (; i + MR <= i1; i += MR) tile<MR, NV>(K, a + i * lda, lda, b, ldb, i, j0, epi);
     const T* ar = a + i * lda;
     switch (i1 - i) {
@@ -224,11 +230,26 @@ struct Impl {
   // [nbv, nbp) (nbp = nbv rounded up to VW) are kept at zero so vector loops can run
   // over whole vectors.
 
+  // Sum of x[0, nbp), nbp a multiple of VW, in vector lanes (a scalar loop would not
+  // vectorise: float addition is not associative).
+  static LA_INLINE T row_sum(const T* x, int64_t nbp) {
+    V acc = V{};
+    for (int64_t n = 0; n < nbp; n += VW) acc += load(x + n);
+    T t = T(0);
+    LA_UNROLL for (int l = 0; l < VW; ++l) t += acc[l];
+    return t;
+  }
+
+  // dst = the block of src (rows of nbv elements, zero-padded to nbp); sums[r] += the
+  // sum of row r when sums is given (read back from L1).
   static void copy_in(const T* src, int64_t lds, int64_t rows, int64_t nbv, int64_t nbp, T* dst,
-                      int64_t ldd) {
+                      int64_t ldd, T* sums = nullptr) {
     for (int64_t r = 0; r < rows; ++r) {
-      std::memcpy(dst + r * ldd, src + r * lds, sizeof(T) * nbv);
-      for (int64_t n = nbv; n < nbp; ++n) dst[r * ldd + n] = T(0);
+      const T* sr = src + r * lds;
+      T* dr = dst + r * ldd;
+      for (int64_t n = 0; n < nbv; ++n) dr[n] = sr[n];
+      for (int64_t n = nbv; n < nbp; ++n) dr[n] = T(0);
+      if (sums) sums[r] += row_sum(dr, nbp);
     }
   }
 
@@ -236,16 +257,9 @@ struct Impl {
     for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ldd, src + r * lds, sizeof(T) * nbv);
   }
 
-  static T row_sum(const T* x, int64_t nbp) {
-    V s = V{};
-    for (int64_t n = 0; n < nbp; n += VW) s += load(x + n);
-    T t = T(0);
-    LA_UNROLL for (int l = 0; l < VW; ++l) t += s[l];
-    return t;
-  }
-
-  // dst (n x c, row stride ldd) = src^T for src (c x n, row stride lds), in 8 x 8 tiles
-  // so that both sides stay within a few cache lines.
+  // dst (n x c, row stride ldd) = src^T for src (c x n, row stride lds): 8 x 8 tiles,
+  // in registers when the vectors hold 8 lanes (the unpack / shuffle / 128-bit swap
+  // network), element by element on the edges and for other widths.
   static void transpose(const T* src, int64_t lds, int64_t rows, int64_t cols, T* dst,
                         int64_t ldd) {
     constexpr int64_t t = 8;
@@ -253,41 +267,78 @@ struct Impl {
       const int64_t n1 = std::min(cols, n0 + t);
       for (int64_t c0 = 0; c0 < rows; c0 += t) {
         const int64_t c1 = std::min(rows, c0 + t);
+        if constexpr (VW == 8) {
+          if (n1 - n0 == 8 && c1 - c0 == 8) {
+            transpose8(src + c0 * lds + n0, lds, dst + n0 * ldd + c0, ldd);
+            continue;
+          }
+        }
         for (int64_t n = n0; n < n1; ++n)
           for (int64_t c = c0; c < c1; ++c) dst[n * ldd + c] = src[c * lds + n];
       }
     }
   }
 
-  // The feature map in place on a block (rows = channels). taylor: aux[n] = 1/||x_n||
-  // (0 for a zero column). softplus: aux (rows x ld), when given, receives sigmoid(x)
-  // for the backward. Padding columns stay zero either way.
-  static void feature(T* x, int64_t rows, int64_t ld, int64_t nbv, int64_t nbp, int kind, T* aux) {
+  static LA_INLINE void transpose8(const T* src, int64_t lds, T* dst, int64_t ldd) {
+    if constexpr (VW == 8) {
+      typedef int32_t I __attribute__((vector_size(32)));
+      V r[8], u[8];
+      LA_UNROLL for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
+      LA_UNROLL for (int i = 0; i < 8; i += 2) {  // interleave row pairs
+        u[i] = __builtin_shuffle(r[i], r[i + 1], I{0, 8, 1, 9, 4, 12, 5, 13});
+        u[i + 1] = __builtin_shuffle(r[i], r[i + 1], I{2, 10, 3, 11, 6, 14, 7, 15});
+      }
+      LA_UNROLL for (int i = 0; i < 8; i += 4) {  // pairs of pairs
+        r[i] = __builtin_shuffle(u[i], u[i + 2], I{0, 1, 8, 9, 4, 5, 12, 13});
+        r[i + 1] = __builtin_shuffle(u[i], u[i + 2], I{2, 3, 10, 11, 6, 7, 14, 15});
+        r[i + 2] = __builtin_shuffle(u[i + 1], u[i + 3], I{0, 1, 8, 9, 4, 5, 12, 13});
+        r[i + 3] = __builtin_shuffle(u[i + 1], u[i + 3], I{2, 3, 10, 11, 6, 7, 14, 15});
+      }
+      LA_UNROLL for (int i = 0; i < 4; ++i) {  // 128-bit halves
+        store(dst + i * ldd, __builtin_shuffle(r[i], r[i + 4], I{0, 1, 2, 3, 8, 9, 10, 11}));
+        store(dst + (i + 4) * ldd, __builtin_shuffle(r[i], r[i + 4], I{4, 5, 6, 7, 12, 13, 14, 15}));
+      }
+    }
+  }
+
+  // dst = phi(block of src) (rows = channels, zero-padded from nbv to nbp). taylor:
+  // aux[n] = 1/||x_n|| (0 for a zero column). softplus: aux (rows x ld), when given,
+  // receives sigmoid(x) for the backward. sums[r] += the sum of row r of phi when given.
+  static void load_feature(const T* src, int64_t lds, int64_t rows, int64_t nbv, int64_t nbp,
+                           T* dst, int64_t ld, int kind, T* aux, T* sums) {
     if (kind == kTaylor) {
       for (int64_t n = 0; n < nbp; ++n) aux[n] = T(0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = x + r * ld;
-        for (int64_t n = 0; n < nbp; ++n) aux[n] += xr[n] * xr[n];
+      for (int64_t r = 0; r < rows; ++r) {  // copy, and the squared column norms
+        const T* sr = src + r * lds;
+        T* dr = dst + r * ld;
+        for (int64_t n = 0; n < nbv; ++n) {
+          dr[n] = sr[n];
+          aux[n] += sr[n] * sr[n];
+        }
+        for (int64_t n = nbv; n < nbp; ++n) dr[n] = T(0);
       }
       // A column whose squared norm is 0 (underflow included) is taken as zero: its
       // feature is zero, and so is its gradient.
       for (int64_t n = 0; n < nbp; ++n) aux[n] = aux[n] > T(0) ? T(1) / std::sqrt(aux[n]) : T(0);
       for (int64_t r = 0; r < rows; ++r) {
-        T* xr = x + r * ld;
-        for (int64_t n = 0; n < nbp; ++n) xr[n] *= aux[n];
+        T* dr = dst + r * ld;
+        for (int64_t n = 0; n < nbp; ++n) dr[n] *= aux[n];
+        if (sums) sums[r] += row_sum(dr, nbp);
       }
       return;
     }
     for (int64_t r = 0; r < rows; ++r) {
-      T* xr = x + r * ld;
+      const T* sr = src + r * lds;
+      T* dr = dst + r * ld;
       if (aux) {
-        T* sr = aux + r * ld;
-        for (int64_t n = 0; n < nbp; ++n) Math<T>::softplus_sigmoid(xr[n], xr[n], sr[n]);
-        for (int64_t n = nbv; n < nbp; ++n) sr[n] = T(0);
+        T* gr = aux + r * ld;
+        for (int64_t n = 0; n < nbv; ++n) Math<T>::softplus_sigmoid(sr[n], dr[n], gr[n]);
+        for (int64_t n = nbv; n < nbp; ++n) gr[n] = T(0);
       } else {
-        for (int64_t n = 0; n < nbp; ++n) xr[n] = Math<T>::softplus(xr[n]);
+        for (int64_t n = 0; n < nbv; ++n) dr[n] = Math<T>::softplus(sr[n]);
       }
-      for (int64_t n = nbv; n < nbp; ++n) xr[n] = T(0);
+      for (int64_t n = nbv; n < nbp; ++n) dr[n] = T(0);
+      if (sums) sums[r] += row_sum(dr, nbp);
     }
   }
 
@@ -389,14 +440,12 @@ struct Impl {
     T* kvt = part;
     T* sk = part + g.Cv * g.ldkv;
     T* sv = sk + g.ldkv;
-    copy_in(a.k + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, s.blk.data(), g.ldn);
-    feature(s.blk.data(), g.Ck, g.ldn, nbv, nbp, a.kind, a.kind == kTaylor ? s.aux.data() : nullptr);
-    for (int64_t c = 0; c < g.Ck; ++c) sk[c] += row_sum(s.blk.data() + c * g.ldn, nbp);
+    load_feature(a.k + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, s.blk.data(), g.ldn, a.kind,
+                 a.kind == kTaylor ? s.aux.data() : nullptr, sk);
     transpose(s.blk.data(), g.ldn, g.Ck, nbv, s.kt.data(), g.ldt);
     // v is copied too: its rows are N apart in the input, often a multiple of 4 KiB,
     // which would put the rows of a block in the same few cache sets.
-    copy_in(a.v + b * g.Cv * g.N + n0, g.N, g.Cv, nbv, nbp, s.vb.data(), g.ldn);
-    for (int64_t c = 0; c < g.Cv; ++c) sv[c] += row_sum(s.vb.data() + c * g.ldn, nbp);
+    copy_in(a.v + b * g.Cv * g.N + n0, g.N, g.Cv, nbv, nbp, s.vb.data(), g.ldn, sv);
     AddInto epi{kvt, g.ldkv};
     gemm(g.Cv, g.ckp, nbv, s.vb.data(), g.ldn, s.kt.data(), g.ldt, epi);
   }
@@ -406,8 +455,8 @@ struct Impl {
     const int64_t nbp = round_up(nbv, VW);
     const bool taylor = a.kind == kTaylor;
     T* qb = s.blk.data();
-    copy_in(a.q + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, qb, g.ldn);
-    feature(qb, g.Ck, g.ldn, nbv, nbp, a.kind, taylor ? s.aux.data() : nullptr);
+    load_feature(a.q + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, qb, g.ldn, a.kind,
+                 taylor ? s.aux.data() : nullptr, nullptr);
     T* rden = s.den.data();
     const T base = taylor ? T(g.N) : T(0);
     for (int64_t n = 0; n < nbp; ++n) rden[n] = base;
@@ -431,53 +480,54 @@ struct Impl {
     gemm(g.Cv, nbp, g.Ck, kvt, g.ldkv, qb, g.ldn, epi);
   }
 
+  // Reduce the partial summaries into one per batch (KV^T with padded rows, s_k + eps,
+  // S_v) and write `stats` (unpadded, s_k without eps); rows split over the threads.
+  static void reduce_summary(const Geo& g, const Partials& p, T eps, T* sum, T* stats, int t,
+                             int nt) {
+    const int64_t rows = g.B * (g.Cv + 1);
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+      const int64_t b = r / (g.Cv + 1), i = r % (g.Cv + 1);
+      T* sb = sum + b * g.part;
+      T* st = stats + (b * (g.Cv + 1) + i) * (g.Ck + 1);
+      if (i < g.Cv) {
+        reduce_row(g, p, b, i * g.ldkv, g.ldkv, sb + i * g.ldkv);
+        reduce_row(g, p, b, g.Cv * g.ldkv + g.ldkv + i, 1, sb + g.Cv * g.ldkv + g.ldkv + i);
+        std::memcpy(st, sb + i * g.ldkv, sizeof(T) * g.Ck);
+        st[g.Ck] = sb[g.Cv * g.ldkv + g.ldkv + i];
+      } else {
+        T* sk = sb + g.Cv * g.ldkv;
+        reduce_row(g, p, b, g.Cv * g.ldkv, g.ldkv, sk);
+        std::memcpy(st, sk, sizeof(T) * g.Ck);
+        st[g.Ck] = T(g.N);
+        for (int64_t c = 0; c < g.Ck; ++c) sk[c] += eps;
+      }
+    }
+  }
+
+  // One parallel region, three phases split by barriers (every thread reaches each
+  // barrier, also one without items): pass 1, the reduction, pass 2.
   static void forward(const FwdArgs<T>& a, int nth) {
     const Geo g = geometry(a.B, a.Ck, a.Cv, a.N, nth);
     nth = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nth, g.items)));
     Partials p(nth);
+    std::vector<T> sum(g.B * g.part);
     run_threads(nth, [&](int t, int nt) {
       int64_t i0, i1;
       item_range(g, t, nt, i0, i1);
-      if (i0 >= i1) return;
-      p.lo[t] = i0 / g.nblk;
-      p.hi[t] = (i1 - 1) / g.nblk;
-      p.buf[t].assign((p.hi[t] - p.lo[t] + 1) * g.part, T(0));
       FwdScratch s(g);
-      for (int64_t it = i0; it < i1; ++it) {
-        const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
-        summary_block(g, a, b, n0, std::min(g.nb, g.N - n0), s,
-                      p.buf[t].data() + (b - p.lo[t]) * g.part);
-      }
-    });
-    // Summaries: KV^T (padded rows), s_k + eps, S_v per batch; stats gets the unpadded copy.
-    std::vector<T> sum(g.B * g.part);
-    const T eps = static_cast<T>(a.eps);
-    run_threads(nth, [&](int t, int nt) {
-      const int64_t rows = g.B * (g.Cv + 1);
-      for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
-        const int64_t b = r / (g.Cv + 1), i = r % (g.Cv + 1);
-        T* sb = sum.data() + b * g.part;
-        T* st = a.stats + (b * (g.Cv + 1) + i) * (g.Ck + 1);
-        if (i < g.Cv) {
-          reduce_row(g, p, b, i * g.ldkv, g.ldkv, sb + i * g.ldkv);
-          reduce_row(g, p, b, g.Cv * g.ldkv + g.ldkv + i, 1, sb + g.Cv * g.ldkv + g.ldkv + i);
-          std::memcpy(st, sb + i * g.ldkv, sizeof(T) * g.Ck);
-          st[g.Ck] = sb[g.Cv * g.ldkv + g.ldkv + i];
-        } else {
-          T* sk = sb + g.Cv * g.ldkv;
-          reduce_row(g, p, b, g.Cv * g.ldkv, g.ldkv, sk);
-          std::memcpy(st, sk, sizeof(T) * g.Ck);
-          st[g.Ck] = T(g.N);
-          for (int64_t c = 0; c < g.Ck; ++c) sk[c] += eps;
+      if (i0 < i1) {
+        p.lo[t] = i0 / g.nblk;
+        p.hi[t] = (i1 - 1) / g.nblk;
+        p.buf[t].assign((p.hi[t] - p.lo[t] + 1) * g.part, T(0));
+        for (int64_t it = i0; it < i1; ++it) {
+          const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
+          summary_block(g, a, b, n0, std::min(g.nb, g.N - n0), s,
+                        p.buf[t].data() + (b - p.lo[t]) * g.part);
         }
       }
-    });
-    p = Partials(0);
-    run_threads(nth, [&](int t, int nt) {
-      int64_t i0, i1;
-      item_range(g, t, nt, i0, i1);
-      if (i0 >= i1) return;
-      FwdScratch s(g);
+      barrier();
+      reduce_summary(g, p, static_cast<T>(a.eps), sum.data(), a.stats, t, nt);
+      barrier();
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
         const T* sb = sum.data() + b * g.part;
@@ -512,8 +562,8 @@ struct Impl {
     T* dsk = part + g.Cv * g.ldkv;
     T* dsv = dsk + g.ldkv;
     T* qb = s.xb.data();
-    copy_in(a.q + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, qb, g.ldn);
-    feature(qb, g.Ck, g.ldn, nbv, nbp, a.kind, s.aux.data());
+    load_feature(a.q + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, qb, g.ldn, a.kind, s.aux.data(),
+                 nullptr);
     T* rden = s.den.data();
     const T base = taylor ? T(g.N) : T(0);
     for (int64_t n = 0; n < nbp; ++n) rden[n] = base;
@@ -526,14 +576,18 @@ struct Impl {
     // gb = dnum = g / den; dden = -sum_c dnum * out
     T* gb = s.gb.data();
     T* dden = s.dden.data();
-    copy_in(a.dout + b * g.Cv * g.N + n0, g.N, g.Cv, nbv, nbp, gb, g.ldn);
     for (int64_t n = 0; n < nbp; ++n) dden[n] = T(0);
+    const T* dout = a.dout + b * g.Cv * g.N + n0;
     const T* out = a.out + b * g.Cv * g.N + n0;
     for (int64_t c = 0; c < g.Cv; ++c) {
       T* gr = gb + c * g.ldn;
+      const T* grow = dout + c * g.N;
       const T* orow = out + c * g.N;
-      for (int64_t n = 0; n < nbp; ++n) gr[n] *= rden[n];
-      for (int64_t n = 0; n < nbv; ++n) dden[n] -= gr[n] * orow[n];
+      for (int64_t n = 0; n < nbv; ++n) {
+        gr[n] = grow[n] * rden[n];
+        dden[n] -= gr[n] * orow[n];
+      }
+      for (int64_t n = nbv; n < nbp; ++n) gr[n] = T(0);
       if (taylor) dsv[c] += row_sum(gr, nbp);
     }
     for (int64_t c = 0; c < g.Ck; ++c) {
@@ -567,8 +621,8 @@ struct Impl {
                            BwdScratch& s, const T* dkv, const T* dkvt, const T* dsk, const T* dsv) {
     const int64_t nbp = round_up(nbv, VW);
     T* kb = s.xb.data();
-    copy_in(a.k + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, kb, g.ldn);
-    feature(kb, g.Ck, g.ldn, nbv, nbp, a.kind, s.aux.data());
+    load_feature(a.k + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, kb, g.ldn, a.kind, s.aux.data(),
+                 nullptr);
     T* vb = s.gb.data();
     copy_in(a.v + b * g.Cv * g.N + n0, g.N, g.Cv, nbv, nbp, vb, g.ldn);
     // dphi_k = dKV v + ds_k
@@ -612,35 +666,29 @@ struct Impl {
       for (int64_t j = 0; j < g.Ck; ++j) ske[b * g.ldkv + j] = st[g.Cv * (g.Ck + 1) + j] + eps;
     }
     Partials p(nth);
-    run_threads(nth, [&](int t, int nt) {
+    // dKV^T, ds_k, dS_v per batch (a partial's layout) and dKV = (dKV^T)^T.
+    std::vector<T> sum(g.B * g.part), dkv(g.B * g.Ck * g.ldcv);
+    run_threads(nth, [&](int t, int nt) {  // pass A, reduction, pass B (see forward)
       int64_t i0, i1;
       item_range(g, t, nt, i0, i1);
-      if (i0 >= i1) return;
-      p.lo[t] = i0 / g.nblk;
-      p.hi[t] = (i1 - 1) / g.nblk;
-      p.buf[t].assign((p.hi[t] - p.lo[t] + 1) * g.part, T(0));
       BwdScratch s(g, a.kind);
-      for (int64_t it = i0; it < i1; ++it) {
-        const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
-        bwd_q_block(g, a, b, n0, std::min(g.nb, g.N - n0), s, kv.data() + b * g.Ck * g.ldcv,
-                    ske.data() + b * g.ldkv, p.buf[t].data() + (b - p.lo[t]) * g.part);
+      if (i0 < i1) {
+        p.lo[t] = i0 / g.nblk;
+        p.hi[t] = (i1 - 1) / g.nblk;
+        p.buf[t].assign((p.hi[t] - p.lo[t] + 1) * g.part, T(0));
+        for (int64_t it = i0; it < i1; ++it) {
+          const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
+          bwd_q_block(g, a, b, n0, std::min(g.nb, g.N - n0), s, kv.data() + b * g.Ck * g.ldcv,
+                      ske.data() + b * g.ldkv, p.buf[t].data() + (b - p.lo[t]) * g.part);
+        }
       }
-    });
-    // dKV^T, ds_k, dS_v per batch (same layout as a partial) and dKV = (dKV^T)^T.
-    std::vector<T> sum(g.B * g.part), dkv(g.B * g.Ck * g.ldcv);
-    run_threads(nth, [&](int t, int nt) {
+      barrier();
       for (int64_t b = g.B * t / nt; b < g.B * (t + 1) / nt; ++b) {
         T* sb = sum.data() + b * g.part;
         reduce_row(g, p, b, 0, g.part, sb);
         transpose(sb, g.ldkv, g.Cv, g.Ck, dkv.data() + b * g.Ck * g.ldcv, g.ldcv);
       }
-    });
-    p = Partials(0);
-    run_threads(nth, [&](int t, int nt) {
-      int64_t i0, i1;
-      item_range(g, t, nt, i0, i1);
-      if (i0 >= i1) return;
-      BwdScratch s(g, a.kind);
+      barrier();
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
         const T* sb = sum.data() + b * g.part;

@@ -431,7 +431,7 @@ struct Impl {
   struct FwdScratch {
     std::vector<T> blk, kt, vb, aux, den;
     explicit FwdScratch(const Geo& g)
-        : blk(g.Ck * g.ldn), kt(g.nb * g.ldt, T(0)), vb(g.Cv * g.ldn), aux(g.ldn), den(g.ldn) {}
+        : blk((g.Ck + 1) * g.ldn), kt(g.nb * g.ldt, T(0)), vb(g.Cv * g.ldn), aux(g.ldn), den(g.ldn) {}
   };
 
   static void summary_block(const Geo& g, const FwdArgs<T>& a, int64_t b, int64_t n0,
@@ -450,14 +450,18 @@ struct Impl {
     gemm(g.Cv, g.ckp, nbv, s.vb.data(), g.ldn, s.kt.data(), g.ldt, epi);
   }
 
+  // out_n = (KV^T phi(q_n) + a S_v) / den_n, with the division moved onto the (Ck x nb)
+  // feature block instead of the (Cv x nb) output: phi(q_n) is scaled by 1/den_n and, for
+  // taylor, a row of 1/den_n is appended and matched by the column S_v of KV^T (kvt has
+  // it at column Ck). The micro-kernel's epilogue is then a plain store.
   static void output_block(const Geo& g, const FwdArgs<T>& a, int64_t b, int64_t n0,
-                           int64_t nbv, FwdScratch& s, const T* kvt, const T* ske, const T* sv) {
+                           int64_t nbv, FwdScratch& s, const T* kvt, const T* ske) {
     const int64_t nbp = round_up(nbv, VW);
     const bool taylor = a.kind == kTaylor;
     T* qb = s.blk.data();
     load_feature(a.q + b * g.Ck * g.N + n0, g.N, g.Ck, nbv, nbp, qb, g.ldn, a.kind,
                  taylor ? s.aux.data() : nullptr, nullptr);
-    T* rden = s.den.data();
+    T* rden = taylor ? qb + g.Ck * g.ldn : s.den.data();
     const T base = taylor ? T(g.N) : T(0);
     for (int64_t n = 0; n < nbp; ++n) rden[n] = base;
     for (int64_t c = 0; c < g.Ck; ++c) {
@@ -465,25 +469,28 @@ struct Impl {
       const T* r = qb + c * g.ldn;
       for (int64_t n = 0; n < nbp; ++n) rden[n] += w * r[n];
     }
-    for (int64_t n = 0; n < nbp; ++n) rden[n] = T(1) / rden[n];
+    // Padding columns may have den = 0 (softplus): give them 1, they are never stored.
+    for (int64_t n = 0; n < nbp; ++n) rden[n] = T(1) / (n < nbv ? rden[n] : T(1));
+    for (int64_t c = 0; c < g.Ck; ++c) {
+      T* r = qb + c * g.ldn;
+      for (int64_t n = 0; n < nbp; ++n) r[n] *= rden[n];
+    }
     T* out = a.out + b * g.Cv * g.N + n0;
     auto epi = [&](int64_t i0, int64_t j0, const auto& acc) LA_LAMBDA_INLINE {
       using A = std::decay_t<decltype(acc)>;
       constexpr int M = A::M, NV = A::NV;
       LA_UNROLL for (int i = 0; i < M; ++i) {
-        const V bias = splat(taylor ? sv[i0 + i] : T(0));
         T* o = out + (i0 + i) * g.N + j0;
-        LA_UNROLL for (int j = 0; j < NV; ++j)
-          store_part(o + j * VW, (acc.v[i][j] + bias) * load(rden + j0 + j * VW), nbv - j0 - j * VW);
+        LA_UNROLL for (int j = 0; j < NV; ++j) store_part(o + j * VW, acc.v[i][j], nbv - j0 - j * VW);
       }
     };
-    gemm(g.Cv, nbp, g.Ck, kvt, g.ldkv, qb, g.ldn, epi);
+    gemm(g.Cv, nbp, g.Ck + (taylor ? 1 : 0), kvt, g.ldkv, qb, g.ldn, epi);
   }
 
   // Reduce the partial summaries into one per batch (KV^T with padded rows, s_k + eps,
   // S_v) and write `stats` (unpadded, s_k without eps); rows split over the threads.
-  static void reduce_summary(const Geo& g, const Partials& p, T eps, T* sum, T* stats, int t,
-                             int nt) {
+  static void reduce_summary(const Geo& g, const Partials& p, T eps, bool taylor, T* sum,
+                             T* stats, int t, int nt) {
     const int64_t rows = g.B * (g.Cv + 1);
     for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
       const int64_t b = r / (g.Cv + 1), i = r % (g.Cv + 1);
@@ -494,6 +501,7 @@ struct Impl {
         reduce_row(g, p, b, g.Cv * g.ldkv + g.ldkv + i, 1, sb + g.Cv * g.ldkv + g.ldkv + i);
         std::memcpy(st, sb + i * g.ldkv, sizeof(T) * g.Ck);
         st[g.Ck] = sb[g.Cv * g.ldkv + g.ldkv + i];
+        if (taylor) sb[i * g.ldkv + g.Ck] = st[g.Ck];  // within the row's padding
       } else {
         T* sk = sb + g.Cv * g.ldkv;
         reduce_row(g, p, b, g.Cv * g.ldkv, g.ldkv, sk);
@@ -526,13 +534,12 @@ struct Impl {
         }
       }
       barrier();
-      reduce_summary(g, p, static_cast<T>(a.eps), sum.data(), a.stats, t, nt);
+      reduce_summary(g, p, static_cast<T>(a.eps), a.kind == kTaylor, sum.data(), a.stats, t, nt);
       barrier();
       for (int64_t it = i0; it < i1; ++it) {
         const int64_t b = it / g.nblk, n0 = (it % g.nblk) * g.nb;
         const T* sb = sum.data() + b * g.part;
-        output_block(g, a, b, n0, std::min(g.nb, g.N - n0), s, sb, sb + g.Cv * g.ldkv,
-                     sb + g.Cv * g.ldkv + g.ldkv);
+        output_block(g, a, b, n0, std::min(g.nb, g.N - n0), s, sb, sb + g.Cv * g.ldkv);
       }
     });
   }

@@ -240,6 +240,14 @@ struct Impl {
     return t;
   }
 
+  static LA_INLINE T row_dot(const T* x, const T* y, int64_t nbp) {
+    V acc = V{};
+    for (int64_t n = 0; n < nbp; n += VW) acc += load(x + n) * load(y + n);
+    T t = T(0);
+    LA_UNROLL for (int l = 0; l < VW; ++l) t += acc[l];
+    return t;
+  }
+
   // dst = the block of src (rows of nbv elements, zero-padded to nbp); sums[r] += the
   // sum of row r when sums is given (read back from L1).
   static void copy_in(const T* src, int64_t lds, int64_t rows, int64_t nbv, int64_t nbp, T* dst,
@@ -597,12 +605,7 @@ struct Impl {
       for (int64_t n = nbv; n < nbp; ++n) gr[n] = T(0);
       if (taylor) dsv[c] += row_sum(gr, nbp);
     }
-    for (int64_t c = 0; c < g.Ck; ++c) {
-      const T* r = qb + c * g.ldn;
-      T acc = T(0);
-      for (int64_t n = 0; n < nbp; ++n) acc += dden[n] * r[n];
-      dsk[c] += acc;
-    }
+    for (int64_t c = 0; c < g.Ck; ++c) dsk[c] += row_dot(qb + c * g.ldn, dden, nbp);
     transpose(qb, g.ldn, g.Ck, nbv, s.xt.data(), g.ldt);
     AddInto add{dkvt, g.ldkv};
     gemm(g.Cv, g.ckp, nbv, gb, g.ldn, s.xt.data(), g.ldt, add);

@@ -173,3 +173,43 @@ def test_auto_picks_cpp_on_cpu(require_backend, monkeypatch):
     q, k, v = make_qkv(1, 2, 3, 4)
     linear_attention(q, k, v, kind="taylor")
     assert calls == [1]
+
+
+_BASELINE_SCRIPT = """
+import torch
+from effseg import _native
+from effseg.ops import linear_attention, linear_attention_ref
+assert _native.require().linear_attention_simd() == "baseline"
+torch.manual_seed(0)
+worst = 0.0
+for dtype in (torch.float32, torch.float64):
+    for kind in ("taylor", "softplus"):
+        q, k = torch.randn(2, 17, 301, dtype=dtype), torch.randn(2, 17, 301, dtype=dtype)
+        v = torch.randn(2, 9, 301, dtype=dtype)
+        for t in (q, k, v):
+            t.requires_grad_(True)
+        out = linear_attention(q, k, v, kind=kind, backend="cpp")
+        g = torch.randn_like(out)
+        got = (out, *torch.autograd.grad(out, (q, k, v), g))
+        ref = linear_attention_ref(q.double(), k.double(), v.double(), kind=kind)
+        want = (ref, *torch.autograd.grad(ref, (q, k, v), g.double()))
+        for a, b in zip(got, want):
+            worst = max(worst, float((a.double() - b).abs().max() / b.abs().max()))
+print(worst)
+"""
+
+
+def test_cpp_baseline_instruction_set(require_backend):
+    """The x86-64 baseline (SSE2, 16-byte vectors) build of the kernels, which
+    EFFSEG_SIMD=sse2 selects, gives the same results (run in a fresh process: the
+    instruction set is chosen once per process)."""
+    require_backend("cpp")
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, EFFSEG_SIMD="sse2")
+    res = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.strip().splitlines()[-1]) < 2e-5

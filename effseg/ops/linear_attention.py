@@ -133,18 +133,20 @@ def _ref_bwd(dout, q, k, v, kind, eps):
     return pullback(dout.to(q.dtype))
 
 
+def _forward(be, q, k, v, kind, eps):
+    if be == "cpp":
+        return _cpp_fwd(q, k, v, kind, eps)
+    if be == "triton":
+        return _triton_fwd(q, k, v, kind, eps)
+    return _ref_fwd(q, k, v, kind, eps)
+
+
 # ---- the custom op -------------------------------------------------------------------
 
 @torch.library.custom_op("effseg::linear_attention", mutates_args=())
 def _linear_attention_op(q: Tensor, k: Tensor, v: Tensor, kind: str, eps: float,
                          backend: str) -> tuple[Tensor, Tensor]:
-    be = _resolve(backend, q.device)
-    if be == "cpp":
-        out, stats = _cpp_fwd(q, k, v, kind, eps)
-    elif be == "triton":
-        out, stats = _triton_fwd(q, k, v, kind, eps)
-    else:
-        out, stats = _ref_fwd(q, k, v, kind, eps)
+    out, stats = _forward(_resolve(backend, q.device), q, k, v, kind, eps)
     return out.to(q.dtype), stats
 
 
@@ -196,6 +198,16 @@ torch.library.register_autograd("effseg::linear_attention", _backward,
                                 setup_context=_setup_context)
 
 
+def _eager_inference(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """Plain tensors, no gradient wanted, not being traced: the kernel can be called
+    without the custom op's dispatcher round trip (~40 us, as long as the whole kernel
+    takes at small sizes). Traced calls (FakeTensor, FX proxies, torch.compile) and
+    training keep going through the op."""
+    if not all(type(t) is Tensor for t in (q, k, v)) or torch.compiler.is_compiling():
+        return False
+    return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+
+
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, kind: str, eps: float = 1e-6,
                      backend: str = "auto") -> Tensor:
     """Global (non-causal) linear attention over N = H*W positions, GeoSeg's layout.
@@ -212,16 +224,23 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, kind: str, eps: float =
     PyTorch definition, linear_attention_ref).
     """
     _check(q, k, v, kind, eps, backend)
-    if not torch.compiler.is_compiling():
-        _resolve(backend, q.device)  # fail early, naming the backend, outside the op
     if backend == "ref":
         return linear_attention_ref(q, k, v, kind=kind, eps=eps)
+    if _eager_inference(q, k, v):
+        be = _resolve(backend, q.device)
+        if be == "ref":
+            return linear_attention_ref(q, k, v, kind=kind, eps=eps)
+        out, _ = _forward(be, q, k, v, kind, float(eps))
+        return out.to(q.dtype)
+    if not torch.compiler.is_compiling():
+        _resolve(backend, q.device)  # fail early, naming the backend, outside the op
     out, _ = _linear_attention_op(q, k, v, kind, float(eps), backend)
     return out
 
 
 def _onnx_lowering(q, k, v, kind, eps, backend):
-    """The reference (MatMul, ReduceSum, Softplus or Sqrt/Reciprocal/Where): no Einsum."""
+    """The reference: MatMul, ReduceSum and elementwise ops (Exp/Log/Where for softplus,
+    Sqrt/Reciprocal/Where for the l2 norm); no Einsum."""
     return linear_attention_ref(q, k, v, kind=kind, eps=eps), summary_ref(k, v, kind)
 
 

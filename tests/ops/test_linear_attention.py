@@ -213,3 +213,23 @@ def test_cpp_baseline_instruction_set(require_backend):
                          text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-2000:]
     assert float(res.stdout.strip().splitlines()[-1]) < 2e-5
+
+
+def test_eager_inference_skips_the_dispatcher_but_not_autograd(require_backend, monkeypatch):
+    """Without gradients the kernel is called directly; with them the custom op (and its
+    autograd) runs. Both give the same values."""
+    require_backend("cpp")
+    import importlib
+
+    la = importlib.import_module("effseg.ops.linear_attention")
+    q, k, v = make_qkv(2, 3, 5, 40)
+    calls = []
+    real = la._linear_attention_op
+    monkeypatch.setattr(la, "_linear_attention_op", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        fast = linear_attention(q, k, v, kind="softplus", backend="cpp")
+    assert calls == []
+    vg = v.clone().requires_grad_(True)
+    slow = linear_attention(q, k, vg, kind="softplus", backend="cpp")
+    assert calls == [1] and slow.grad_fn is not None
+    assert torch.equal(fast, slow.detach())

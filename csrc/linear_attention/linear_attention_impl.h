@@ -3,18 +3,25 @@
 // here is compiled for that ISA. No include guard on purpose.
 //
 // Both directions are a few skinny GEMMs on (channels x N) blocks plus per-column
-// reductions. Everything walks N in blocks of at most kBlockN columns; per block the
-// feature map (l2 column norm or softplus) is applied to a copy of the q or k block,
-// which stays in L1/L2 while the GEMM micro-kernel reads it.
+// reductions. Everything walks N in blocks of up to kBlockN columns (fewer for wide Ck,
+// so that a block of phi(q) or phi(k) stays in L2 and its micro-panels in L1); per block
+// the feature map (l2 column norm or softplus) is applied while the q or k block is
+// copied into scratch, so the inputs are read from memory once per pass. The GEMMs
+// share one register-tiled micro-kernel (6 rows x 2 vectors of accumulators, A
+// broadcast from 6 row pointers, B rows loaded as vectors), chunked over rows so A's
+// chunk stays in L2. fp32 (fp64 for double) accumulation throughout.
+//
+// Threads: one OpenMP region per call. Each thread takes a contiguous range of (batch,
+// N-block) items, keeps partial summaries for the batches it touches, and after a
+// barrier the partials are summed (rows split over threads) before the second pass.
 //
 // Forward (per batch), two passes:
 //   pass 1 over k, v:  KV^T (Cv x Ck) += V_blk . phi(K_blk)^T, s_k += rowsum phi(K_blk),
 //                      S_v += rowsum V_blk. phi(K_blk) is transposed into (n x Ck) so the
 //                      micro-kernel broadcasts v and loads contiguous rows of k.
-//                      Threads take ranges of (batch, block) items and keep partial
-//                      summaries, summed afterwards.
-//   pass 2 over q:     out_blk = (KV^T . phi(Q_blk) + a S_v) * (1 / den), den_n = a N +
-//                      phi(q_n).(s_k + eps), a = 1 (taylor) or 0 (softplus).
+//   pass 2 over q:     out_n = (KV^T phi(q_n) + a S_v) / den_n, den_n = a N +
+//                      phi(q_n).(s_k + eps), a = 1 (taylor) or 0 (softplus), computed
+//                      as [KV^T | S_v] . [phi(q_n) / den_n ; a / den_n] (see output_block).
 //
 // Backward. With g = dL/dout, phi_q, phi_k the feature maps, num_n = out_n * den_n:
 //   dnum_n  = g_n / den_n                              (Cv)

@@ -43,6 +43,7 @@ PYBIND11_MODULE(_C, m) {
   effseg::bind::bind_selective_scan(m);
   effseg::bind::bind_depthwise_conv2d(m);
   effseg::bind::bind_distance_transform(m);
+  effseg::bind::bind_linear_attention(m);
 
   m.def("build_info", &build_info, "compiler, OpenMP, thread count and SIMD level of this build");
   m.def(

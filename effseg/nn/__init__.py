@@ -1,5 +1,6 @@
 """nn.Modules built on effseg's ops."""
 from .depthwise_separable_conv import DepthwiseSeparableConv
+from .linear_attention import LinearAttention
 from .ss2d import SS2D
 
-__all__ = ["SS2D", "DepthwiseSeparableConv"]
+__all__ = ["SS2D", "DepthwiseSeparableConv", "LinearAttention"]

@@ -1,0 +1,122 @@
+"""Linear attention benchmark: effseg's kernel vs GeoSeg's einsum code vs the reference.
+
+`einsum_taylor` / `einsum_softplus` are the computation of GeoSeg's ABCNet `Attention` /
+MANet `PAM_Module` forward from Q, K, V (after the 1x1 convs) on, written as GeoSeg
+writes it (torch.einsum, torch.norm); the benchmark target is measured against them.
+The result is made contiguous, as the modules' `.contiguous()` / `gamma *` step does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .timing import machine, median_ms
+
+LA_CHANNELS = (64, 128, 256)  # C = Cv; Ck in {C/8, C}
+LA_SIDES_FULL = (32, 64, 128)  # N = side^2
+LA_SIDES_QUICK = (32,)
+LA_KINDS = ("taylor", "softplus")
+
+
+def _l2_norm(x):
+    return torch.einsum("bcn, bn->bcn", x, 1 / torch.norm(x, p=2, dim=-2))
+
+
+def einsum_taylor(q, k, v, eps=1e-6):
+    """GeoSeg ABCNet / A2-FPN / BANet `Attention.forward`, from Q, K, V (B, C, N) on."""
+    _, c, n = v.shape
+    Q = _l2_norm(q).permute(-3, -1, -2)
+    K = _l2_norm(k)
+    tailor_sum = 1 / (n + torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps))
+    value_sum = torch.einsum("bcn->bc", v).unsqueeze(-1).expand(-1, c, n)
+    matrix = torch.einsum("bmn, bcn->bmc", K, v)
+    matrix_sum = value_sum + torch.einsum("bnm, bmc->bcn", Q, matrix)
+    return torch.einsum("bcn, bn->bcn", matrix_sum, tailor_sum).contiguous()
+
+
+def einsum_softplus(q, k, v, eps=1e-6):
+    """GeoSeg MANet `PAM_Module.forward`, from Q, K, V (B, C, N) on."""
+    Q = F.softplus(q).permute(-3, -1, -2)
+    K = F.softplus(k)
+    KV = torch.einsum("bmn, bcn->bmc", K, v)
+    norm = 1 / torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps)
+    return torch.einsum("bnm, bmc, bn->bcn", Q, KV, norm).contiguous()
+
+
+EINSUM = {"taylor": einsum_taylor, "softplus": einsum_softplus}
+
+
+def la_shapes(sides=LA_SIDES_FULL, channels=LA_CHANNELS):
+    """(Ck, Cv, N) for B = 1: Ck in {C/8, C}, Cv = C."""
+    return [(ck, c, s * s) for c in channels for ck in (c // 8, c) for s in sides]
+
+
+def _call(impl: str, kind: str, q, k, v, grad: bool):
+    from ..ops import linear_attention, linear_attention_ref
+
+    if impl == "einsum":
+        def fn(a, b, c):
+            return EINSUM[kind](a, b, c)
+    elif impl == "ref":
+        def fn(a, b, c):
+            return linear_attention_ref(a, b, c, kind=kind)
+    else:
+        def fn(a, b, c):
+            return linear_attention(a, b, c, kind=kind, backend=impl)
+
+    if not grad:
+        def fwd():
+            with torch.no_grad():
+                return fn(q, k, v)
+        return fwd
+    leaves = [x.detach().clone().requires_grad_(True) for x in (q, k, v)]
+    gy = torch.randn_like(v)
+
+    def fwd_bwd():
+        for x in leaves:
+            x.grad = None
+        fn(*leaves).backward(gy)
+    return fwd_bwd
+
+
+def bench_linear_attention(device: str = "cpu", shapes=None, kinds=LA_KINDS, modes=("fwd",),
+                           impls=None, repeats: int = 5, batch: int = 1, progress=True) -> dict:
+    """Side-by-side medians; rows carry speedup_vs_einsum (einsum time / this time)."""
+    from .ops import _progress
+
+    shapes = la_shapes() if shapes is None else shapes
+    if impls is None:
+        impls = ("einsum", "ref", "cpp") if device == "cpu" else ("einsum", "ref", "triton")
+    rows = []
+    bar = _progress(len(shapes) * len(kinds) * len(modes) * len(impls), progress)
+    for ck, cv, n in shapes:
+        g = torch.Generator().manual_seed(ck * 7919 + cv * 31 + n)
+        q, k, v = (torch.randn(batch, c, n, generator=g).to(device) for c in (ck, ck, cv))
+        for kind in kinds:
+            for mode in modes:
+                base = None
+                for impl in impls:
+                    t = median_ms(_call(impl, kind, q, k, v, mode == "fwd+bwd"), device,
+                                  repeats=repeats)
+                    if impl == "einsum":
+                        base = t["median_ms"]
+                    row = dict(kind=kind, Ck=ck, Cv=cv, N=n, mode=mode, impl=impl, **t,
+                               gflops=4.0 * batch * ck * cv * n / (t["median_ms"] * 1e6))
+                    if base is not None:
+                        row["speedup_vs_einsum"] = base / t["median_ms"]
+                    rows.append(row)
+                    bar(f"{kind} Ck={ck} Cv={cv} N={n} {mode} {impl}: {t['median_ms']:.3f} ms")
+    return {"op": "linear_attention", "device": device, "machine": machine(device),
+            "shape": {"batch": batch, "dtype": "float32",
+                      "layout": "q, k (B, Ck, N), v (B, Cv, N)"},
+            "method": (f"median of at least {repeats} timed calls (more for fast calls, see "
+                       "effseg.bench.timing.median_ms) after 2 warm-ups, side by side in one "
+                       "process; gflops counts the two GEMMs (4 B Ck Cv N)"),
+            "threads": {"torch": torch.get_num_threads(), "effseg": _effseg_threads()},
+            "results": rows}
+
+
+def _effseg_threads():
+    from .. import _native
+
+    return _native.require().get_num_threads() if _native.available() else None

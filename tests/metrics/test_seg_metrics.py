@@ -96,20 +96,6 @@ def test_sync_is_a_noop_without_process_group():
     assert m.sync() is m and torch.equal(m.matrix, before)
 
 
-def _sync_worker(rank, world, init_file, out_dir):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        m = SegMetrics(3)
-        if rank == 0:  # rank 1 never updates: its matrix is created for the collective
-            m.update(torch.tensor([[[0, 1, 2]]]), torch.tensor([[[0, 1, 1]]]))
-        m.sync()
-        torch.save(m.matrix, os.path.join(out_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
 def test_sync_sums_across_processes():
     import torch.distributed as dist
     import torch.multiprocessing as mp
@@ -117,7 +103,9 @@ def test_sync_sums_across_processes():
     if not dist.is_available():
         pytest.skip("torch.distributed is not available in this build")
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_sync_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2)
+        from metrics_sync_worker import sync_worker
+
+        mp.spawn(sync_worker, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2)
         want = torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0]])
         for rank in range(2):
             assert torch.equal(torch.load(os.path.join(tmp, f"{rank}.pt")), want)

@@ -207,6 +207,7 @@ def test_baseline_isa_path_in_a_subprocess(require_backend):
     require_backend("cpp")
     import os
     import subprocess
+    import tempfile
     import sys
     from pathlib import Path
 
@@ -233,5 +234,5 @@ print("ok")
                PYTHONPATH=os.pathsep.join([str(root / "tests" / "helpers"),
                                            os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, cwd=tempfile.gettempdir())  # not the checkout
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

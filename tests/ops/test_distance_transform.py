@@ -214,10 +214,11 @@ def test_cpp_baseline_isa_matches_scipy(require_backend, tmp_path, simd):
     m = torch.cat([blob_mask((2, 150, 170), cell=32, seed=14), _frame(150, 170)[None]])
     torch.save(m, tmp_path / "m.pt")
     code = ("import sys, torch; from effseg.ops import distance_transform; "
-            "m = torch.load(sys.argv[1]); torch.save(distance_transform(m, spacing=(1.0, 1.3)), sys.argv[2])")
+            "m = torch.load(sys.argv[1]); torch.save(distance_transform(m, spacing=(1.0, 1.3), backend='cpp'), sys.argv[2])")
     env = dict(os.environ, EFFSEG_SIMD=simd)
+    # cwd: not the checkout (its effseg has no _C when the package is installed).
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pt"), str(tmp_path / "o.pt")],
-                   env=env, check=True)
+                   env=env, check=True, cwd=tmp_path)
     assert_edt_close(torch.load(tmp_path / "o.pt"), scipy_edt(m, (1.0, 1.3)), RTOL, simd)
 
 

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .. import _native, _triton
 from . import _validate as V
+from ._backend import check_explicit
 
 BACKENDS = ("auto", "ref", "cpp", "triton")
 _REF_CANDIDATES = 1 << 24  # distance_transform_ref's candidates per step (memory bound)
@@ -83,16 +84,7 @@ def _resolve(backend: str, device: torch.device) -> str:
             # reference, whose memory grows as H*W*(H + W).
             return "cpp" if device.type == "cpu" else "cpp_host"
         return "ref"
-    if backend == "cpp":
-        if device.type != "cpu":
-            raise ValueError(f"backend='cpp' runs on CPU tensors, got a mask on {device}")
-        _native.require()
-    if backend == "triton":
-        ok, why = _triton.status()
-        if not ok:
-            raise RuntimeError(f"backend='triton' is unavailable: {why}")
-        if device.type == "cpu" and not _triton.interpreting():
-            raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
+    check_explicit(backend, device, "a mask")
     return backend
 
 

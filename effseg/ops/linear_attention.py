@@ -16,6 +16,7 @@ from torch import Tensor
 from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
+from ._backend import resolve
 from .linear_attention_ref import (
     KINDS,
     compute_dtype,
@@ -52,24 +53,7 @@ def _check(q, k, v, kind, eps, backend):
 
 
 def _resolve(backend: str, device: torch.device) -> str:
-    """The backend that runs: 'auto' picks the fastest usable one for the device."""
-    if backend == "auto":
-        if device.type == "cpu":
-            return "cpp" if _native.available() else "ref"
-        if device.type == "cuda" and _triton.status()[0]:
-            return "triton"
-        return "ref"
-    if backend == "cpp":
-        if device.type != "cpu":
-            raise ValueError(f"backend='cpp' runs on CPU tensors, got tensors on {device}")
-        _native.require()
-    if backend == "triton":
-        ok, why = _triton.status()
-        if not ok:
-            raise RuntimeError(f"backend='triton' is unavailable: {why}")
-        if device.type == "cpu" and not _triton.interpreting():
-            raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
-    return backend
+    return resolve(backend, device)
 
 
 def _dtype_name(cd: torch.dtype) -> str:

@@ -1,7 +1,9 @@
 """effseg: compiled kernels for lightweight remote-sensing segmentation networks."""
 __version__ = "0.1.0"
 
-from . import export, losses, metrics, nn, ops
+from . import export, losses, metrics, models, nn, ops
 from .info import backend_report
+from .models import create_model, list_models
 
-__all__ = ["__version__", "backend_report", "export", "losses", "metrics", "nn", "ops"]
+__all__ = ["__version__", "backend_report", "create_model", "export", "list_models", "losses",
+           "metrics", "models", "nn", "ops"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import torch
 from torch import nn

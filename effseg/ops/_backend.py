@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .. import _native, _triton
 
@@ -30,3 +31,10 @@ def resolve(backend: str, device: torch.device, fallback: str = "ref") -> str:
         return fallback
     check_explicit(backend, device)
     return backend
+
+
+def must_dispatch() -> bool:
+    """True when a call has to go through the custom op rather than a direct eager
+    shortcut: under torch.compile tracing, or under a Python dispatch mode
+    (FlopCounterMode, FakeTensorMode), which only see ops that are dispatched."""
+    return torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None

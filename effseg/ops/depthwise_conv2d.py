@@ -23,7 +23,7 @@ from torch import Tensor
 from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
-from ._backend import resolve
+from ._backend import must_dispatch, resolve
 
 BACKENDS = ("auto", "ref", "cpp", "triton")
 ACTIVATIONS = (None, "relu", "relu6", "gelu", "silu")
@@ -290,7 +290,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                                 stride, padding, dilation)
     act = _ACT_CODES[activation]
     args = (x, weight, bias, list(st), list(pads), list(dil), act, backend)
-    if torch.compiler.is_compiling() or _needs_grad(x, weight, bias):
+    if must_dispatch() or _needs_grad(x, weight, bias):
         return _depthwise_conv2d_op(*args)
     # Eager inference skips the custom-op dispatch (tens of microseconds per call, a
     # sizeable share of a small convolution's time); the computation is the same.

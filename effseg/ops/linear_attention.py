@@ -16,7 +16,7 @@ from torch import Tensor
 from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
-from ._backend import resolve
+from ._backend import must_dispatch, resolve
 from .linear_attention_ref import (
     KINDS,
     compute_dtype,
@@ -187,7 +187,7 @@ def _eager_inference(q: Tensor, k: Tensor, v: Tensor) -> bool:
     without the custom op's dispatcher round trip (~40 us, as long as the whole kernel
     takes at small sizes). Traced calls (FakeTensor, FX proxies, torch.compile) and
     training keep going through the op."""
-    if not all(type(t) is Tensor for t in (q, k, v)) or torch.compiler.is_compiling():
+    if not all(type(t) is Tensor for t in (q, k, v)) or must_dispatch():
         return False
     return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
 

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 import effseg
-from effseg.models import count_parameters, create_model, list_models, load_checkpoint, model_info
+from effseg.models import (
+    count_parameters,
+    create_model,
+    list_models,
+    load_checkpoint,
+    model_info,
+)
 
 NAMES = list_models()
 NC = 6
@@ -56,7 +62,7 @@ def test_forward_train_and_backward(built, hw):
 
 
 def test_odd_size_and_batch(built):
-    name, m = built
+    _name, m = built
     m.eval()
     with torch.no_grad():
         y = m(torch.randn(1, 3, 70, 45))
@@ -124,7 +130,7 @@ def test_wrong_checkpoint_is_refused(built):
 
 
 def test_torch_compile_matches_eager(built):
-    name, m = built
+    _name, m = built
     m.eval()
     x = torch.randn(1, 3, 64, 64)
     torch._dynamo.reset()

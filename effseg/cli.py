@@ -32,6 +32,20 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from .models.summary import markdown_table, model_rows
+
+    rows = model_rows(flops=args.flops, size=args.size, progress=args.flops)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif args.flops:
+        print(markdown_table(rows, args.size))
+    else:
+        for r in rows:
+            print(f"{r['name']:16s} {r['params_m']:7.2f} M  {r['summary']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="effseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +60,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
     p.add_argument("--out", default=None, help="write the JSON here instead of printing it")
     p.set_defaults(fn=_cmd_bench)
+    p = sub.add_parser("models", help="the model zoo: names, parameters, what each follows")
+    p.add_argument("--flops", action="store_true", help="also count GFLOPs (runs each model once)")
+    p.add_argument("--size", type=int, default=512, help="image side for --flops (default 512)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(fn=_cmd_models)
     args = parser.parse_args(argv)
     return args.fn(args)
 

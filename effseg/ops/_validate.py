@@ -36,8 +36,9 @@ def same_device(ref_name: str, ref: torch.Tensor, **others):
 
 
 def finite(name: str, x: torch.Tensor):
-    # Data-dependent: a host sync in eager mode, impossible while tracing, so skipped there.
-    if torch.compiler.is_compiling():
+    # Data-dependent: a host sync in eager mode, impossible while tracing or on meta
+    # tensors (shape-only runs such as FLOP counting), so skipped there.
+    if torch.compiler.is_compiling() or x.device.type == "meta":
         return
     # One reduction is ~10x cheaper than isfinite().all(); NaN/Inf anywhere makes the sum
     # non-finite, and only then is the exact (and overflow-proof) check paid for.

@@ -31,7 +31,6 @@ def bench_models(names=None, device: str = "cpu", size: int = 512, batch: int = 
                          effseg_fps=1e3 * batch / t_fast["median_ms"],
                          speedup_vs_ref=t_ref["median_ms"] / t_fast["median_ms"],
                          max_rel_err_vs_ref=err, effseg_timing=t_fast, ref_timing=t_ref))
-        del fast, ref
     return dict(bench="models", device=device, machine=machine(device),
                 input=dict(batch=batch, channels=3, height=size, width=size,
                            dtype="float32", num_classes=num_classes),

@@ -31,7 +31,7 @@ def test_readme_table_is_current():
     text = README.read_text()
     assert TABLE_START in text and TABLE_END in text, "run: python scripts/zoo_table.py --write"
     table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
-    rows = dict(re.findall(r"^\| `([^`]+)` \| ([0-9.]+) \|", table, flags=re.M))
+    rows = dict(re.findall(r"^\| `([^`]+)` \| ([0-9.]+) \|", table, flags=re.MULTILINE))
     assert sorted(rows) == list_models(), "run: python scripts/zoo_table.py --write"
     for name, params in rows.items():
         got = round(count_parameters(create_model(name, 6)) / 1e6, 2)

@@ -9,6 +9,7 @@ from .checkpoint import LoadResult, load_checkpoint
 from .registry import ModelInfo, count_parameters, create_model, list_models, model_info
 
 # Model modules register themselves on import.
+from .unetformer import UNetFormer
 
-__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "count_parameters",
-           "create_model", "list_models", "load_checkpoint", "model_info"]
+__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "UNetFormer",
+           "count_parameters", "create_model", "list_models", "load_checkpoint", "model_info"]

@@ -10,6 +10,7 @@ from .registry import ModelInfo, count_parameters, create_model, list_models, mo
 
 # Model modules register themselves on import.
 from .unetformer import UNetFormer
+from .unetformer_dw import UNetFormerDW
 
-__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "UNetFormer",
+__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "UNetFormer", "UNetFormerDW",
            "count_parameters", "create_model", "list_models", "load_checkpoint", "model_info"]

@@ -8,7 +8,10 @@ from .base import SegmentationModel
 from .checkpoint import LoadResult, load_checkpoint
 from .registry import ModelInfo, count_parameters, create_model, list_models, model_info
 
+# isort: split
 # Model modules register themselves on import.
+from .abcnet import ABCNet
+from .banet import BANet
 
-__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "count_parameters",
-           "create_model", "list_models", "load_checkpoint", "model_info"]
+__all__ = ["ABCNet", "BANet", "LoadResult", "ModelInfo", "SegmentationModel",
+           "count_parameters", "create_model", "list_models", "load_checkpoint", "model_info"]

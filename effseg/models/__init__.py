@@ -11,8 +11,11 @@ from .registry import ModelInfo, count_parameters, create_model, list_models, mo
 # isort: split
 # Model modules register themselves on import (one line each, which also exports the class).
 from .a2fpn import A2FPN
+from .abcnet import ABCNet
+from .banet import BANet
 from .bisenetv2 import BiSeNetV2
 from .manet import MANet
 
-__all__ = ["A2FPN", "BiSeNetV2", "LoadResult", "MANet", "ModelInfo", "SegmentationModel",
-           "count_parameters", "create_model", "list_models", "load_checkpoint", "model_info"]
+__all__ = ["A2FPN", "ABCNet", "BANet", "BiSeNetV2", "LoadResult", "MANet", "ModelInfo",
+           "SegmentationModel", "count_parameters", "create_model", "list_models",
+           "load_checkpoint", "model_info"]

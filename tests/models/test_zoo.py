@@ -159,6 +159,13 @@ def test_effseg_ops_match_reference_ops(built):
     name, _ = built
     fast = create_model(name, NC, backend="auto").eval()
     ref = create_model(name, NC, backend="ref").eval()
+    # Attention gates start at gamma = 0 (GeoSeg's init), which would hide the attention
+    # output from the comparison: open them, identically in both.
+    for m in (fast, ref):
+        for pname, p in m.named_parameters():
+            if pname.split(".")[-1] == "gamma":
+                with torch.no_grad():
+                    p.fill_(0.5)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         a, b = fast(x), ref(x)

@@ -8,9 +8,16 @@ from .base import SegmentationModel
 from .checkpoint import LoadResult, load_checkpoint
 from .registry import ModelInfo, count_parameters, create_model, list_models, model_info
 
-# Model modules register themselves on import.
+# isort: split
+# Model modules register themselves on import (one line each, which also exports the class).
+from .a2fpn import A2FPN
+from .abcnet import ABCNet
+from .banet import BANet
+from .bisenetv2 import BiSeNetV2
+from .manet import MANet
 from .unetformer import UNetFormer
 from .unetformer_dw import UNetFormerDW
 
-__all__ = ["LoadResult", "ModelInfo", "SegmentationModel", "UNetFormer", "UNetFormerDW",
-           "count_parameters", "create_model", "list_models", "load_checkpoint", "model_info"]
+__all__ = ["A2FPN", "ABCNet", "BANet", "BiSeNetV2", "LoadResult", "MANet", "ModelInfo",
+           "SegmentationModel", "UNetFormer", "UNetFormerDW", "count_parameters",
+           "create_model", "list_models", "load_checkpoint", "model_info"]

@@ -15,9 +15,10 @@ from .abcnet import ABCNet
 from .banet import BANet
 from .bisenetv2 import BiSeNetV2
 from .manet import MANet
+from .pyramidmamba import PyramidMamba
 from .unetformer import UNetFormer
 from .unetformer_dw import UNetFormerDW
 
 __all__ = ["A2FPN", "ABCNet", "BANet", "BiSeNetV2", "LoadResult", "MANet", "ModelInfo",
-           "SegmentationModel", "UNetFormer", "UNetFormerDW", "count_parameters",
+           "PyramidMamba", "SegmentationModel", "UNetFormer", "UNetFormerDW", "count_parameters",
            "create_model", "list_models", "load_checkpoint", "model_info"]

@@ -14,11 +14,13 @@ from .a2fpn import A2FPN
 from .abcnet import ABCNet
 from .banet import BANet
 from .bisenetv2 import BiSeNetV2
+from .cmunet import CMUNet, CMUNetTiny
 from .manet import MANet
 from .pyramidmamba import PyramidMamba
 from .unetformer import UNetFormer
 from .unetformer_dw import UNetFormerDW
 
-__all__ = ["A2FPN", "ABCNet", "BANet", "BiSeNetV2", "LoadResult", "MANet", "ModelInfo",
-           "PyramidMamba", "SegmentationModel", "UNetFormer", "UNetFormerDW", "count_parameters",
-           "create_model", "list_models", "load_checkpoint", "model_info"]
+__all__ = ["A2FPN", "ABCNet", "BANet", "BiSeNetV2", "CMUNet", "CMUNetTiny", "LoadResult",
+           "MANet", "ModelInfo", "PyramidMamba", "SegmentationModel", "UNetFormer",
+           "UNetFormerDW", "count_parameters", "create_model", "list_models", "load_checkpoint",
+           "model_info"]

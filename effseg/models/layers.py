@@ -53,11 +53,9 @@ class SeparableConvBN(nn.Sequential):
 class SeparableConvBNReLU(nn.Sequential):
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, dilation=1,
                  norm_layer=nn.BatchNorm2d):
-        super().__init__(
-            _conv(in_channels, in_channels, kernel_size, stride, dilation, False, in_channels),
-            norm_layer(in_channels),
-            nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            nn.ReLU6())
+        body = SeparableConvBN(in_channels, out_channels, kernel_size, stride, dilation,
+                               norm_layer)
+        super().__init__(*body, nn.ReLU6())
 
 
 class SeparableConv(nn.Sequential):

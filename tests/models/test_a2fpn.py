@@ -1,20 +1,12 @@
 """A2-FPN: GeoSeg's checkpoint layout (encoder tensors under two names), options, errors."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from zoo_cases import manifest, state_keys
 
 from effseg.models import A2FPN, count_parameters, create_model, load_checkpoint
 from effseg.nn import LinearAttention
-
-DATA = Path(__file__).parent / "data"
-
-
-def _manifest(model):
-    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +17,7 @@ def model():
 def test_state_dict_matches_geoseg_manifest(model):
     # Keys and shapes of GeoSeg's A2FPN(class_num=6) (torchvision resnet18 as base_model,
     # its children again as layer_down0..4), in order.
-    want = json.loads((DATA / "a2fpn.keys.json").read_text())
-    assert _manifest(model) == want
+    assert state_keys(model) == manifest("a2fpn")
     assert count_parameters(model) == 12_159_983
 
 

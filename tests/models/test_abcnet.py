@@ -1,37 +1,17 @@
 """ABCNet: GeoSeg's checkpoint layout, training outputs, options, errors."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from zoo_cases import manifest, open_gates, state_keys
 
 from effseg.models import ABCNet, create_model
 from effseg.nn import LinearAttention
 
-DATA = Path(__file__).parent / "data"
-
-
-def _manifest(name):
-    return [(k, tuple(s)) for k, s in json.loads((DATA / f"{name}.keys.json").read_text())]
-
-
-def _keys(m):
-    return [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
-
-
-def _set_gammas(m, value):
-    # gamma starts at 0, which silences the attention; give it weight so tests see it.
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, LinearAttention):
-                mod.gamma.fill_(value)
-
 
 def test_state_dict_matches_geoseg():
     # Generated from GeoSeg's ABCNet.py (n_classes=6) with timm's swsl_resnet18 names.
-    assert _keys(ABCNet(6)) == _manifest("abcnet")
+    assert state_keys(ABCNet(6)) == manifest("abcnet")
 
 
 def test_three_attention_blocks_with_backend():
@@ -76,8 +56,8 @@ def test_backends_agree_with_attention_active():
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         base = fast(x)
-        _set_gammas(fast, 0.7)
-        _set_gammas(ref, 0.7)
+        open_gates(fast, 0.7)
+        open_gates(ref, 0.7)
         a, b = fast(x), ref(x)
     assert (a - base).abs().max() > 1e-3      # the attention does change the logits
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

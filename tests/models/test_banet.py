@@ -1,31 +1,12 @@
 """BANet: GeoSeg's checkpoint layout (both dependency paths), outputs, options, errors."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from zoo_cases import manifest, open_gates, state_keys
 
 from effseg.models import BANet, create_model
 from effseg.nn import LinearAttention
-
-DATA = Path(__file__).parent / "data"
-
-
-def _manifest(name):
-    return [(k, tuple(s)) for k, s in json.loads((DATA / f"{name}.keys.json").read_text())]
-
-
-def _keys(m):
-    return [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
-
-
-def _set_gammas(m, value):
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, LinearAttention):
-                mod.gamma.fill_(value)
 
 
 @pytest.mark.parametrize("backbone,fixture", [("rest_lite", "banet"),
@@ -33,7 +14,7 @@ def _set_gammas(m, value):
 def test_state_dict_matches_geoseg(backbone, fixture):
     # Generated from GeoSeg's BANet.py (num_classes=6); "resnet18" is its DependencyPathRes
     # swapped in as `cp` (torchvision ResNet-18 children).
-    assert _keys(BANet(6, backbone=backbone)) == _manifest(fixture)
+    assert state_keys(BANet(6, backbone=backbone)) == manifest(fixture)
 
 
 def test_attention_blocks_are_residual_taylor():
@@ -74,8 +55,8 @@ def test_backends_agree_with_attention_active():
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         base = fast(x)
-        _set_gammas(fast, 0.7)
-        _set_gammas(ref, 0.7)
+        open_gates(fast, 0.7)
+        open_gates(ref, 0.7)
         a, b = fast(x), ref(x)
     assert (a - base).abs().max() > 1e-3
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

@@ -1,27 +1,20 @@
 """CM-UNet and its half-width student: checkpoint format, training outputs, options, and
 that the SS2D blocks scan through the C++ kernels on CPU."""
-import json
-from pathlib import Path
 
 import pytest
 import torch
 from native_calls import count_native_calls, open_scan_branches, record_scan_outputs
+from zoo_cases import manifest, state_keys
 
 from effseg.models import CMUNet, CMUNetTiny, count_parameters, create_model
 from effseg.models.backbones.rest import DropPath
-
-KEYS = Path(__file__).parent / "data" / "cmunet.keys.json"
-
-
-def _keys(m):
-    return [[k, list(v.shape)] for k, v in m.state_dict().items()]
 
 
 def test_state_dict_is_the_authors_mambaunet():
     """Keys, shapes and order of CM-UNet's MambaUnet(num_classes=6) (VSSM of mamba_sys.py
     under `mamba_unet`, swsl_resnet18 from timm), recorded from the original: its
     checkpoints load strictly."""
-    assert _keys(CMUNet(6)) == json.loads(KEYS.read_text())
+    assert state_keys(CMUNet(6)) == manifest("cmunet")
 
 
 def test_tiny_is_the_same_network_at_half_width():

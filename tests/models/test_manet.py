@@ -1,29 +1,20 @@
 """MANet: GeoSeg's checkpoint layout, backbone option, attention blocks, option errors."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
+from zoo_cases import manifest, state_keys
 
 from effseg.models import MANet, count_parameters, create_model
 from effseg.models.manet import ChannelAttention, PAMCAMLayer
 from effseg.nn import LinearAttention
 
-DATA = Path(__file__).parent / "data"
-
-
-def _manifest(model):
-    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
-
 
 def test_state_dict_matches_geoseg_manifest():
     # Keys and shapes of GeoSeg's MANet(num_classes=6) (timm resnet50 features_only),
     # in order: equal lists mean GeoSeg checkpoints load strictly.
-    want = json.loads((DATA / "manet.keys.json").read_text())
     m = create_model("manet", 6)
-    assert _manifest(m) == want
+    assert state_keys(m) == manifest("manet")
     assert count_parameters(m) == 35_860_622
 
 

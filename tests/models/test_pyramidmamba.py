@@ -1,27 +1,20 @@
 """PyramidMamba (GeoSeg's EfficientPyramidMamba): checkpoint format, outputs, options,
 and that its Mamba block scans through the C++ kernel on CPU."""
-import json
-from pathlib import Path
 
 import pytest
 import torch
 from native_calls import count_native_calls, open_scan_branches, record_scan_outputs
+from zoo_cases import manifest, state_keys
 
 from effseg.models import PyramidMamba, create_model
 from effseg.models.pyramidmamba import pool_scales
-
-KEYS = Path(__file__).parent / "data" / "pyramidmamba.keys.json"
-
-
-def _keys(m):
-    return [[k, list(v.shape)] for k, v in m.state_dict().items()]
 
 
 def test_state_dict_is_geoseg_efficientpyramidmamba():
     """Keys, shapes and order of GeoSeg's EfficientPyramidMamba(num_classes=6)
     (swsl_resnet18 from timm, features_only, out_indices (1, 4)), recorded from the
     original: a GeoSeg checkpoint loads strictly."""
-    assert _keys(PyramidMamba(6)) == json.loads(KEYS.read_text())
+    assert state_keys(PyramidMamba(6)) == manifest("pyramidmamba")
 
 
 def test_pool_scales_follow_last_feat_size():

@@ -1,13 +1,11 @@
 """UNetFormer: GeoSeg's checkpoint layout, aux output, window attention, options, errors."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from zoo_cases import manifest, state_keys
 
 from effseg.models import UNetFormer, count_parameters, create_model
 from effseg.models.global_local_attention import (
@@ -16,7 +14,6 @@ from effseg.models.global_local_attention import (
     relative_position_index,
 )
 
-DATA = Path(__file__).parent / "data"
 NC = 6
 
 
@@ -28,8 +25,7 @@ def model():
 def test_state_dict_matches_geoseg_manifest(model):
     """Keys and shapes of GeoSeg's UNetFormer(num_classes=6) (swsl_resnet18, timm
     features_only): a GeoSeg checkpoint loads strictly."""
-    want = [(k, tuple(s)) for k, s in json.loads((DATA / "unetformer.keys.json").read_text())]
-    got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    want, got = manifest("unetformer"), state_keys(model)
     missing = sorted(set(dict(want)) - set(dict(got)))
     extra = sorted(set(dict(got)) - set(dict(want)))
     assert not missing and not extra, f"missing {missing[:5]}, extra {extra[:5]}"

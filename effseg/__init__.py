@@ -2,8 +2,9 @@
 __version__ = "0.1.0"
 
 from . import export, losses, metrics, models, nn, ops
+from .compile import ParityError, compile  # noqa: A004  (effseg.compile is the API)
 from .info import backend_report
 from .models import create_model, list_models
 
-__all__ = ["__version__", "backend_report", "create_model", "export", "list_models", "losses",
+__all__ = ["ParityError", "__version__", "backend_report", "compile", "create_model", "export", "list_models", "losses",
            "metrics", "models", "nn", "ops"]

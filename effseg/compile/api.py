@@ -1,0 +1,230 @@
+"""effseg.compile(model) -> CompiledModel: capture, rewrite, hand to a backend, check."""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import Optional
+
+import torch
+
+from . import auto
+from .backends import BACKENDS, USABLE
+from .capture import capture
+from .parity import check_parity
+
+BACKEND_NAMES = ("auto", *BACKENDS)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_CORE_OPTIONS = {"dynamic", "trial"}
+
+
+class _Entry:
+    """One specialisation: a captured graph (or the eager fallback) and its runner."""
+
+    def __init__(self, shape, runner, cap, build_s, parity):
+        self.shape, self.runner, self.cap = shape, runner, cap
+        self.build_s, self.parity = build_s, parity
+        self.seen = {shape}
+
+    def matches(self, shape) -> bool:
+        if len(shape) != len(self.shape) or not any(self.cap.dynamic_dims):
+            return False
+        return all(d or a == b for a, b, d in zip(shape, self.shape, self.cap.dynamic_dims))
+
+    def record(self) -> dict:
+        c = self.cap
+        rec = {"shape": list(self.shape), "fallback": c.gm is None, "passes": c.passes,
+               "capture_s": round(c.capture_s, 3), "build_s": round(self.build_s, 3),
+               "dynamic_dims": list(c.dynamic_dims)}
+        if c.gm is None:
+            rec.update(failed_module=c.failed_module, error=c.error)
+        if self.parity is not None:
+            rec["parity"] = self.parity
+        return rec
+
+
+class CompiledModel:
+    """Inference-only compiled form of a model; call it like the model.
+
+    A new input shape that no captured graph covers is captured and built again (and
+    checked when check=True); graphs are cached by shape.
+    """
+
+    def __init__(self, eager, reference, model, backend, device, dtype, check, options, auto_info):
+        self.eager = eager
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+        self.check = check
+        self._reference = reference  # eval copy at the user's precision, for parity
+        self._model = model  # eval copy on device/dtype, the one captured
+        self._options = dict(options)
+        self._dynamic = bool(self._options.pop("dynamic", False))
+        self._options.pop("trial", None)
+        self._auto = auto_info
+        self._entries: dict = {}
+        self._failed = None
+        self.calls = 0
+
+    # -- building ---------------------------------------------------------------
+    def _specialise(self, x: torch.Tensor) -> _Entry:
+        # A model export could not capture once (data-dependent control flow) is not
+        # captured again per shape: one warning, then eager for every shape.
+        cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic)
+        t0 = time.perf_counter()
+        if cap.gm is None and self._failed is not None:
+            runner = self._model
+        elif cap.gm is None:
+            self._failed = cap
+            warnings.warn(
+                f"effseg.compile could not capture module {cap.failed_module} of "
+                f"{type(self.eager).__name__} for input shape {tuple(x.shape)} ({cap.error}); "
+                "running the eager model for this shape", RuntimeWarning, stacklevel=3)
+            runner = self._model
+        else:
+            runner = BACKENDS[self.backend](cap.gm, x, device=self.device, options=self._options)
+        parity = None
+        if self.check:
+            with torch.no_grad():
+                got = runner(x)
+                want = self._reference(x.to(_ref_dtype(self._reference, self.dtype)))
+            parity = check_parity(want, got, self.dtype,
+                                  f"effseg.compile backend {self.backend!r} at input shape {tuple(x.shape)}")
+        entry = _Entry(tuple(x.shape), runner, cap, time.perf_counter() - t0, parity)
+        self._entries[entry.shape] = entry
+        return entry
+
+    def _lookup(self, x: torch.Tensor):
+        shape = tuple(x.shape)
+        entry = self._entries.get(shape)
+        if entry is not None:
+            return entry, False
+        for e in list(self._entries.values()):
+            if e.matches(shape):
+                return e, True
+        return self._specialise(x), False
+
+    # -- running ----------------------------------------------------------------
+    def __call__(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+        x = x.to(self.device, self.dtype)
+        entry, first_use = self._lookup(x)
+        with torch.no_grad():
+            if first_use:
+                # A symbolic graph may still guard (e.g. H divisible by 32): a shape it
+                # rejects gets its own capture instead of an error.
+                try:
+                    out = entry.runner(x)
+                    entry.seen.add(tuple(x.shape))
+                except Exception:
+                    entry = self._specialise(x)
+                    out = entry.runner(x)
+            else:
+                out = entry.runner(x)
+        self.calls += 1
+        return out
+
+    forward = __call__
+
+    def report(self) -> dict:
+        """What was done: backend (and how auto chose it), passes, timings, parity."""
+        specs = [e.record() for e in self._entries.values()]
+        return {
+            "backend": self.backend, "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""), "check": self.check,
+            "dynamic": self._dynamic, "auto": self._auto,
+            "fallback": any(s["fallback"] for s in specs),
+            "passes": specs[0]["passes"] if specs else [],
+            "parity": specs[-1].get("parity") if specs else None,
+            "specialisations": specs, "calls": self.calls,
+        }
+
+    def __repr__(self) -> str:
+        return (f"CompiledModel({type(self.eager).__name__}, backend={self.backend!r}, "
+                f"device={self.device}, dtype={self.dtype}, shapes={list(self._entries)})")
+
+
+def _ref_dtype(module, dtype):
+    p = next(iter(module.parameters()), None)
+    return p.dtype if p is not None and p.is_floating_point() else dtype
+
+
+def _model_device(model) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _example(example_input, input_shape, device) -> torch.Tensor:
+    if example_input is None and input_shape is None:
+        raise ValueError("example_input or input_shape is required (the graph is captured on an example)")
+    if input_shape is not None:
+        if (not isinstance(input_shape, (tuple, list, torch.Size)) or not input_shape
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)):
+            raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
+        input_shape = tuple(input_shape)
+    if example_input is not None:
+        if not isinstance(example_input, torch.Tensor):
+            raise TypeError(f"example_input must be a torch.Tensor, got {type(example_input).__name__}")
+        if not example_input.is_floating_point():
+            raise TypeError(f"example_input must be floating point, got {example_input.dtype}")
+        if input_shape is not None and tuple(example_input.shape) != input_shape:
+            raise ValueError(f"input_shape {input_shape} does not match example_input's shape "
+                             f"{tuple(example_input.shape)}")
+        return example_input.detach().to(device)
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(input_shape, generator=g).to(device)
+
+
+def compile(model: torch.nn.Module, *, example_input: Optional[torch.Tensor] = None,
+            input_shape=None, device=None, dtype: torch.dtype = torch.float32,
+            backend: str = "auto", check: bool = True, **backend_options) -> CompiledModel:
+    """Compile `model` for inference on `device` at `dtype`.
+
+    backend: "eager" (effseg's graph passes, run by PyTorch), "inductor" (the passes,
+    then torch.compile), "onnxruntime" (effseg.export.export_onnx, an ORT session with
+    bound I/O), "tensorrt" (needs TensorRT), or "auto": on CUDA "inductor"; on CPU
+    "onnxruntime" when onnxruntime imports (fastest on the zoo anchors in DESIGN.md),
+    else "eager". trial=True makes auto time the usable backends on the example instead.
+    dynamic=True asks torch.export for symbolic batch/H/W (default: one graph per shape).
+    Other keyword options go to the backend (inductor: mode, options, fullgraph;
+    onnxruntime: reuse_outputs, opset, intra_op_num_threads, graph_optimization_level).
+
+    check=True compares compiled and eager outputs on the example (and on each new input
+    shape) and raises effseg.ParityError with the figures when they disagree. A model
+    torch.export cannot capture runs eagerly, with a RuntimeWarning naming the module.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {list(BACKEND_NAMES)}, got {backend!r}")
+    if not isinstance(dtype, torch.dtype) or dtype not in DTYPES:
+        raise TypeError(f"dtype must be one of {[str(d) for d in DTYPES]}, got {dtype!r}")
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be a bool, got {type(check).__name__}")
+    try:
+        device = torch.device(device) if device is not None else _model_device(model)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must name a torch device, got {device!r}") from exc
+    x = _example(example_input, input_shape, device).to(dtype=dtype)
+
+    reference = copy.deepcopy(model).eval().to(device)
+    work = copy.deepcopy(reference).to(dtype=dtype) if dtype != _ref_dtype(reference, dtype) else copy.deepcopy(reference)
+    for p in work.parameters():
+        p.requires_grad_(False)
+
+    auto_info = None
+    if backend == "auto":
+        backend, auto_info = auto.choose(work, x, device, trial=bool(backend_options.get("trial", False)))
+    else:
+        if "trial" in backend_options:
+            raise TypeError("trial applies to backend='auto' only")
+        ok, why = USABLE[backend](device)
+        if not ok:
+            raise RuntimeError(f"backend {backend!r} is unusable: {why}")
+    cm = CompiledModel(model, reference, work, backend, device, dtype, check, backend_options, auto_info)
+    cm._specialise(x)
+    return cm

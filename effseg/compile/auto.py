@@ -1,0 +1,63 @@
+"""backend="auto": a documented default per device, or a short timing trial.
+
+Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
+anchors in DESIGN.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
+in seconds rather than minutes), else "eager".
+trial=True: build every usable candidate on the example and keep the fastest median.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .backends import BACKENDS, USABLE
+from .capture import capture
+
+CANDIDATES = {"cpu": ("eager", "inductor", "onnxruntime"), "cuda": ("eager", "inductor", "onnxruntime")}
+
+
+def _default(device) -> tuple[str, str]:
+    if device.type == "cuda":
+        ok, _ = USABLE["inductor"](device)
+        if ok:
+            return "inductor", "default for CUDA"
+        return "eager", "default for CUDA without triton"
+    ok, why = USABLE["onnxruntime"](device)
+    if ok:
+        return "onnxruntime", "default for CPU"
+    return "eager", f"default for CPU without onnxruntime ({why})"
+
+
+def choose(model, x, device, trial: bool) -> tuple[str, dict]:
+    if not trial:
+        name, why = _default(device)
+        return name, {"chosen": name, "reason": why, "trial": None}
+    from ..bench.timing import median_ms
+
+    cap = capture(model, x, device)
+    if cap.gm is None:
+        name, why = _default(device)
+        return name, {"chosen": name, "reason": f"{why}; trial skipped: capture failed", "trial": None}
+    timings, errors = {}, {}
+    for name in CANDIDATES.get(device.type, ("eager",)):
+        ok, why = USABLE[name](device)
+        if not ok:
+            errors[name] = why
+            continue
+        t0 = time.perf_counter()
+        try:
+            run = BACKENDS[name](cap.gm, x, device=device, options={})
+            with torch.no_grad():
+                t = median_ms(lambda: run(x), device.type, repeats=3, warmup=2, budget_s=0.3,
+                              max_repeats=10)
+        except Exception as exc:  # a candidate that fails to build is simply not chosen
+            errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        timings[name] = {"median_ms": t["median_ms"], "build_s": round(time.perf_counter() - t0, 3)}
+    if not timings:
+        return "eager", {"chosen": "eager", "reason": "trial: no candidate built", "trial": {},
+                         "errors": errors}
+    best = min(timings, key=lambda k: timings[k]["median_ms"])
+    return best, {"chosen": best, "reason": "fastest median in a short trial on the example",
+                  "trial": timings, "errors": errors}

@@ -1,0 +1,103 @@
+"""ONNX Runtime: the rewritten graph through effseg.export.export_onnx, run with bound I/O.
+
+Inputs are bound to the caller's tensor memory and outputs to buffers allocated once per
+specialisation, so a call allocates nothing inside ORT (fresh large allocations
+page-fault on these machines, see DESIGN.md).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+_KEYS = {"reuse_outputs", "opset", "intra_op_num_threads", "graph_optimization_level"}
+_NP = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
+       torch.int64: np.int64, torch.int32: np.int32, torch.bool: np.bool_}
+
+
+def usable(device) -> tuple[bool, str]:
+    try:
+        import onnxruntime as ort
+        import onnx  # noqa: F401
+    except ImportError as exc:
+        return False, f"needs the export extra (onnx, onnxruntime): {exc}"
+    if device.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False, "onnxruntime has no CUDAExecutionProvider here"
+    return True, ""
+
+
+def _binding_device(device):
+    return ("cuda", device.index or 0) if device.type == "cuda" else ("cpu", 0)
+
+
+class OrtRunner:
+    def __init__(self, session, out_spec, out_bufs, device, reuse_outputs: bool):
+        self.session = session
+        self.out_spec = out_spec
+        self.out_bufs = out_bufs
+        self.device = device
+        self.reuse_outputs = reuse_outputs
+        self.in_name = session.get_inputs()[0].name
+        self.binding = session.io_binding()
+        dev, idx = _binding_device(device)
+        for meta, buf in zip(session.get_outputs(), out_bufs):
+            self.binding.bind_output(meta.name, dev, idx, _NP[buf.dtype], tuple(buf.shape), buf.data_ptr())
+
+    def __call__(self, x: torch.Tensor):
+        x = x.contiguous()
+        dev, idx = _binding_device(self.device)
+        self.binding.bind_input(self.in_name, dev, idx, _NP[x.dtype], tuple(x.shape), x.data_ptr())
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.session.run_with_iobinding(self.binding)
+        outs = self.out_bufs if self.reuse_outputs else [b.clone() for b in self.out_bufs]
+        return tree_unflatten(outs, self.out_spec)
+
+
+class _AsModule(torch.nn.Module):
+    """export_onnx calls .eval(), which an exported GraphModule refuses; it is already
+    an inference graph, so mode changes are no-ops here."""
+
+    def __init__(self, gm):
+        super().__init__()
+        self.gm = gm
+
+    def train(self, mode: bool = True):
+        return self
+
+    def forward(self, x):
+        return self.gm(x)
+
+
+def build(gm, example, *, device, options):
+    bad = set(options) - _KEYS
+    if bad:
+        raise TypeError(f"backend 'onnxruntime' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
+    ok, why = usable(device)
+    if not ok:
+        raise RuntimeError(f"backend 'onnxruntime' is unusable: {why}")
+    import onnxruntime as ort
+
+    from ...export import export_onnx
+
+    with torch.no_grad():
+        want = gm(example)
+    leaves, spec = tree_flatten(want)
+    if not all(isinstance(t, torch.Tensor) for t in leaves):
+        raise TypeError("backend 'onnxruntime' needs a model that returns tensors only")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        proto = export_onnx(_AsModule(gm), (example,), path, opset=options.get("opset", 18),
+                            input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.get("intra_op_num_threads", torch.get_num_threads())
+    so.graph_optimization_level = options.get("graph_optimization_level",
+                                              ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
+                 else ["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto.SerializeToString(), so, providers=providers)
+    bufs = [torch.empty_like(t).contiguous() for t in leaves]
+    return OrtRunner(session, spec, bufs, device, bool(options.get("reuse_outputs", False)))

@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from . import export, losses, metrics, models, nn, ops
-from .compile import ParityError, compile  # noqa: A004  (effseg.compile is the API)
+from .compile import ParityError, compile
 from .info import backend_report
 from .models import create_model, list_models
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from typing import Optional
 
 import torch
 
@@ -119,7 +118,7 @@ class CompiledModel:
                 try:
                     out = entry.runner(x)
                     entry.seen.add(tuple(x.shape))
-                except Exception:
+                except Exception:  # noqa: BLE001  (any failure of a guarded graph means: capture this shape)
                     entry = self._specialise(x)
                     out = entry.runner(x)
             else:
@@ -179,7 +178,7 @@ def _example(example_input, input_shape, device) -> torch.Tensor:
     return torch.randn(input_shape, generator=g).to(device)
 
 
-def compile(model: torch.nn.Module, *, example_input: Optional[torch.Tensor] = None,
+def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None,
             input_shape=None, device=None, dtype: torch.dtype = torch.float32,
             backend: str = "auto", check: bool = True, **backend_options) -> CompiledModel:
     """Compile `model` for inference on `device` at `dtype`.

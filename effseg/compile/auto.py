@@ -49,9 +49,9 @@ def choose(model, x, device, trial: bool) -> tuple[str, dict]:
         try:
             run = BACKENDS[name](cap.gm, x, device=device, options={})
             with torch.no_grad():
-                t = median_ms(lambda: run(x), device.type, repeats=3, warmup=2, budget_s=0.3,
+                t = median_ms(lambda run=run: run(x), device.type, repeats=3, warmup=2, budget_s=0.3,
                               max_repeats=10)
-        except Exception as exc:  # a candidate that fails to build is simply not chosen
+        except Exception as exc:  # noqa: BLE001  a candidate that fails to build is simply not chosen
             errors[name] = f"{type(exc).__name__}: {exc}"[:300]
             continue
         timings[name] = {"median_ms": t["median_ms"], "build_s": round(time.perf_counter() - t0, 3)}

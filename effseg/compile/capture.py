@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
 
 @dataclass
 class Capture:
-    gm: Optional[torch.fx.GraphModule]  # None: fell back to the eager module
+    gm: torch.fx.GraphModule | None  # None: fell back to the eager module
     dynamic_dims: tuple = ()  # per input dim: True where the graph is symbolic
     passes: list = field(default_factory=list)
     capture_s: float = 0.0
-    failed_module: Optional[str] = None
-    error: Optional[str] = None
+    failed_module: str | None = None
+    error: str | None = None
 
 
 def _dynamic_spec(x: torch.Tensor):
@@ -57,7 +56,7 @@ def failing_module(model: torch.nn.Module, x: torch.Tensor, dynamic: bool) -> st
         handles.append(mod.register_forward_hook(lambda *_: stack.pop() if stack else None))
     try:
         torch.export.export(model, (x,), dynamic_shapes=_dynamic_spec(x) if dynamic else None)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110  the failure itself was recorded by capture()
         pass
     finally:
         for h in handles:
@@ -74,7 +73,7 @@ def capture(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
     try:
         with torch.no_grad():
             ep = torch.export.export(model, (x,), dynamic_shapes=_dynamic_spec(x) if dynamic else None)
-    except Exception as exc:  # the exporter raises many types; every one means "cannot capture"
+    except Exception as exc:  # noqa: BLE001  the exporter raises many types; every one means "cannot capture"
         msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         return Capture(gm=None, capture_s=time.perf_counter() - t0,
                        failed_module=failing_module(model, x, dynamic), error=msg)

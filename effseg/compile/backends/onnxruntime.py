@@ -20,8 +20,8 @@ _NP = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.f
 
 def usable(device) -> tuple[bool, str]:
     try:
-        import onnxruntime as ort
         import onnx  # noqa: F401
+        import onnxruntime as ort
     except ImportError as exc:
         return False, f"needs the export extra (onnx, onnxruntime): {exc}"
     if device.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -5,7 +5,7 @@ from __future__ import annotations
 def usable(device) -> tuple[bool, str]:
     try:
         import tensorrt  # noqa: F401
-    except Exception as exc:  # ImportError, or OSError when the libraries are missing
+    except Exception as exc:  # noqa: BLE001  ImportError, or OSError when the libraries are missing
         return False, f"the 'tensorrt' Python package does not import ({type(exc).__name__}: {exc})"
     if device.type != "cuda":
         return False, "TensorRT runs on CUDA devices only"
@@ -13,5 +13,5 @@ def usable(device) -> tuple[bool, str]:
 
 
 def build(gm, example, *, device, options):
-    ok, why = usable(device)
+    _, why = usable(device)
     raise RuntimeError(f"backend 'tensorrt' is unusable: {why}")

@@ -48,12 +48,19 @@ def failing_module(model: torch.nn.Module, x: torch.Tensor, dynamic: bool) -> st
     module entered and not left is where tracing stopped.
     """
     stack: list = []
-    names = {m: n for n, m in model.named_modules()}
+    names = {m: f"{n or '<root>'} ({type(m).__name__})" for n, m in model.named_modules()}
     handles = []
-    for mod, name in names.items():
-        label = f"{name or '<root>'} ({type(mod).__name__})"
-        handles.append(mod.register_forward_pre_hook(lambda *_, lab=label: stack.append(lab)))
-        handles.append(mod.register_forward_hook(lambda *_: stack.pop() if stack else None))
+
+    def enter(mod, args):
+        stack.append(names[mod])
+
+    def leave(mod, args, out):  # must return None, or it would replace the output
+        if stack:
+            stack.pop()
+
+    for mod in names:
+        handles.append(mod.register_forward_pre_hook(enter))
+        handles.append(mod.register_forward_hook(leave))
     try:
         torch.export.export(model, (x,), dynamic_shapes=_dynamic_spec(x) if dynamic else None)
     except Exception:  # noqa: BLE001, S110  the failure itself was recorded by capture()

@@ -1,0 +1,136 @@
+"""effseg.compile vs peers on zoo models: eager, torch.compile, ONNX Runtime (plain
+torch.onnx export) and each effseg backend, side by side in one process.
+
+Target per model: best effseg backend <= 0.9x the best peer (eager, torch.compile, ORT).
+Writes bench/results/compile-<device>.json. Run:
+    python bench/bench_compile.py [--device cuda] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# glibc's default malloc page-faults big buffers back on every call (DESIGN.md): raise
+# the thresholds before start-up, as every benchmark here does.
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
+    os.environ.update(MALLOC_MMAP_THRESHOLD_="17179869184", MALLOC_TRIM_THRESHOLD_="17179869184")
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+import torch
+
+import effseg
+from effseg.bench.timing import machine, median_ms
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = ("unetformer", "abcnet", "banet", "manet", "cmunet")
+EFFSEG_BACKENDS = ("eager", "inductor", "onnxruntime")
+TARGET = 0.9
+
+
+def _open_gates(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] == "gamma":
+                p.fill_(0.5)
+
+
+def _ort_peer(model, x, device):
+    """ORT on torch.onnx's own export (dynamo first, then the legacy TorchScript one)."""
+    import onnxruntime as ort
+
+    path = Path(tempfile.mkdtemp()) / "peer.onnx"
+    try:
+        torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=18)
+        how = "dynamo"
+    except Exception:  # noqa: BLE001  the legacy exporter is the documented fallback
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+        how = "legacy"
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(str(path), so, providers=providers)
+    name = sess.get_inputs()[0].name
+    xn = x.cpu().numpy()
+    return (lambda: sess.run(None, {name: xn})), how
+
+
+def bench_model(name, device, size, repeats):
+    model = effseg.create_model(name, 6).eval().to(device)
+    _open_gates(model)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    row = {"model": name, "peers": {}, "effseg": {}, "errors": {}}
+
+    def timed(label, group, build):
+        t0 = time.perf_counter()
+        try:
+            fn, extra = build()
+            with torch.no_grad():
+                t = median_ms(fn, device, repeats=repeats)
+        except Exception as exc:  # noqa: BLE001  a failing contender is recorded, not fatal
+            row["errors"][label] = f"{type(exc).__name__}: {exc}"[:400]
+            return
+        row[group][label] = {**t, "setup_s": round(time.perf_counter() - t0, 2), **extra}
+        print(f"  {name} {group}/{label}: {t['median_ms']:.1f} ms", flush=True)
+
+    timed("eager", "peers", lambda: ((lambda: model(x)), {}))
+    timed("torch.compile", "peers", lambda: (_warm(torch.compile(model), x), {}))
+
+    def ort():
+        fn, how = _ort_peer(model, x, device)
+        return fn, {"exporter": how}
+
+    timed("onnxruntime", "peers", ort)
+    for b in EFFSEG_BACKENDS:
+        def eff(b=b):
+            cm = effseg.compile(model, example_input=x, backend=b)
+            return (lambda: cm(x)), {"parity_rel_err": cm.report()["parity"]["rel_err"],
+                                     "passes": cm.report()["passes"]}
+        timed(b, "effseg", eff)
+    best_peer = min((v["median_ms"] for v in row["peers"].values()), default=None)
+    best_eff = min((v["median_ms"] for v in row["effseg"].values()), default=None)
+    if best_peer and best_eff:
+        row["ratio_best_effseg_to_best_peer"] = best_eff / best_peer
+        row["target_met"] = best_eff <= TARGET * best_peer
+    return row
+
+
+def _warm(fn, x):
+    with torch.no_grad():
+        fn(x)
+    return lambda: fn(x)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="one model at 128x128, 3 repeats: a smoke run")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.models, args.size, args.repeats = args.models[:1], 128, 3
+    rows = [bench_model(m, args.device, args.size, args.repeats) for m in args.models]
+    result = {"bench": "compile", "device": args.device, "machine": machine(args.device),
+                  "input": {"batch": 1, "channels": 3, "height": args.size, "width": args.size, "dtype": "float32"},
+                  "method": ("medians via effseg.bench.timing.median_ms after warm-up, all contenders "
+                          "of a model in one process; effseg backends compiled with check=True; "
+                          f"torch threads {torch.get_num_threads()}"),
+                  "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT)",
+                  "results": rows,
+                  "targets": {r["model"]: r.get("target_met") for r in rows}}
+    out = Path(args.out) if args.out else RESULTS / f"compile-{args.device}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["targets"], indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,6 +39,19 @@ def _need(cond: bool) -> None:
         raise _NoMatch
 
 
+def _tensor(x) -> bool:
+    return isinstance(x, fx.Node) and isinstance(val(x), torch.Tensor)
+
+
+def _scalar(x):
+    """A Python number, or the SymInt a size node stands for under dynamic shapes."""
+    if isinstance(x, fx.Node):
+        v = val(x)
+        _need(isinstance(v, torch.SymInt))
+        return v
+    return x
+
+
 class _Matcher:
     def __init__(self):
         self.nodes: set[fx.Node] = set()
@@ -69,10 +82,10 @@ class _Matcher:
         self.call(node, aten.add.Tensor)
         _need(len(node.args) == 2 and not node.kwargs)
         a, b = node.args
-        if isinstance(a, fx.Node) and not isinstance(b, fx.Node):
-            return a, b
-        _need(isinstance(b, fx.Node) and not isinstance(a, fx.Node))
-        return b, a
+        if _tensor(a) and not _tensor(b):
+            return a, _scalar(b)
+        _need(_tensor(b) and not _tensor(a))
+        return b, _scalar(a)
 
     def permute_cn(self, node) -> fx.Node:
         self.call(node, aten.permute.default)
@@ -129,7 +142,8 @@ def _taylor(root: fx.Node):
     q = m.l2_normalised(m.permute_cn(qp))
     k = m.l2_normalised(kn)
     vv = val(v)
-    _need(isinstance(vv, torch.Tensor) and tuple(val(expand).shape) == tuple(vv.shape))
+    _need(isinstance(vv, torch.Tensor) and val(expand).dim() == vv.dim()
+          and all(_same_size(a, b) for a, b in zip(val(expand).shape, vv.shape)))
     _need(not isinstance(n_const, bool) and _same_size(n_const, vv.shape[-1]))
     return m, q, k, v, "taylor", eps
 
@@ -152,7 +166,7 @@ def _check_inputs(q, k, v) -> None:
     qv, kv, vv = val(q), val(k), val(v)
     _need(all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in (qv, kv, vv)))
     _need(qv.dtype == kv.dtype == vv.dtype and qv.dtype.is_floating_point)
-    _need(tuple(qv.shape) == tuple(kv.shape))
+    _need(qv.dim() == kv.dim() and all(_same_size(a, b) for a, b in zip(qv.shape, kv.shape)))
     _need(_same_size(vv.shape[0], qv.shape[0]) and _same_size(vv.shape[2], qv.shape[2]))
 
 

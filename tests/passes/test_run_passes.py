@@ -79,3 +79,24 @@ def test_zoo_model_parity(name):
         out = gm(x)
     assert sum(r["changed"] for r in recs) > 0
     assert rel_err(out, ref) <= ZOO_TOL, recs
+
+
+def test_rewritten_graph_re_exports_and_follows_new_shapes(require_backend):
+    # effseg.compile re-traces the rewritten module (inductor, ONNX) and feeds it other
+    # batch / spatial sizes: the new nodes must carry example values and symbolic sizes.
+    require_backend("cpp")
+    torch.manual_seed(1)
+    m = randomise_batchnorms(_Net()).eval()
+    x = torch.randn(2, 3, 9, 11)
+    dims = {"x": {0: torch.export.Dim("b", max=64), 2: torch.export.Dim("h", min=5, max=512),
+                  3: torch.export.Dim("w", min=5, max=512)}}
+    gm = torch.export.export(m, (x,), dynamic_shapes=dims).module()
+    recs = run_passes(gm, "cpu")
+    assert {r["pass"]: r["changed"] for r in recs}["linear_attention"] == 2
+    again = torch.export.export(gm, (x,), dynamic_shapes=dims).module()
+    for shape in [(2, 3, 9, 11), (1, 3, 6, 13), (3, 3, 16, 8)]:
+        xs = torch.randn(*shape)
+        with torch.no_grad():
+            ref = m(xs)
+            assert rel_err(gm(xs), ref) < 1e-5
+            assert rel_err(again(xs), ref) < 1e-5

@@ -15,7 +15,10 @@ from torch import fx, nn
 from ..ops.fold_batchnorm import fold_batchnorm
 from ._graph import add_param, arg, aten, attr, erase_dead, is_call, shape
 
-_CONVS = (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default)
+# Every one of these holds weight at args[1] and bias at args[2] (padding="same" is the
+# .padding overload; aten.convolution is what decomposed graphs hold).
+_CONVS = (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default,
+          aten.conv1d.padding, aten.conv2d.padding, aten.conv3d.padding)
 
 
 def _bn_parts(node: fx.Node):
@@ -39,7 +42,8 @@ def _producer(gm, x):
     a BN over its output channels, else None."""
     if not isinstance(x, fx.Node) or len(x.users) != 1:
         return None
-    if is_call(x, *_CONVS):
+    if is_call(x, *_CONVS) or (is_call(x, aten.convolution.default) and x.args[6] is False):
+        # (a transposed convolution's weight is (C_in, C_out / groups, ...): not folded)
         w = attr(gm, x.args[1])
     elif is_call(x, aten.linear.default):
         w = attr(gm, x.args[1])

@@ -87,3 +87,29 @@ def test_training_mode_batch_norm_is_left_alone():
     m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
     gm = torch.export.export(m, (torch.randn(2, 3, 6, 6),)).module()
     assert fold_batchnorm.run(gm, CPU)["changed"] == 0
+
+
+def test_decomposed_graph_and_same_padding_are_folded():
+    torch.manual_seed(2)
+    m = randomise_batchnorms(nn.Sequential(nn.Conv2d(3, 6, 3, padding="same"), nn.BatchNorm2d(6),
+                                           nn.Conv2d(6, 4, 3), nn.BatchNorm2d(4)))
+    x = torch.randn(2, 3, 8, 7)
+    gm = export_gm(m, x)
+    assert fold_batchnorm.run(gm, CPU)["changed"] == 2
+    gm.recompile()
+    # run_decompositions writes aten.convolution and _native_batch_norm_legit_no_training.
+    gd = torch.export.export(m, (x,)).run_decompositions().module()
+    assert aten._native_batch_norm_legit_no_training.default in targets(gd)
+    assert fold_batchnorm.run(gd, CPU)["changed"] == 2
+    gd.recompile()
+    assert _bn_count(gd) == 0
+    with torch.no_grad():
+        assert rel_err(gm(x), m(x)) < TOL
+        assert rel_err(gd(x), m(x)) < TOL
+
+
+def test_transposed_conv_is_left_alone():
+    m = randomise_batchnorms(nn.Sequential(nn.ConvTranspose2d(3, 4, 2, stride=2), nn.BatchNorm2d(4)))
+    gd = torch.export.export(m.eval(), (torch.randn(1, 3, 4, 4),)).run_decompositions().module()
+    assert fold_batchnorm.run(gd, CPU)["changed"] == 0
+    assert _bn_count(gd) == 1

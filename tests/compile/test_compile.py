@@ -138,3 +138,17 @@ def test_reduced_precision_parity_figures():
     par = cm.report()["parity"]
     assert par["ok"] and par["argmax_agreement"] >= 0.995 and par["dtype"] == "bfloat16"
     assert cm(_x(1, 3, 8, 8)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("net", "pass_name"), [("conv_bn_relu", "fold_batchnorm"),
+                                                ("einsum_linear_attention", "linear_attention")])
+def test_passes_run_and_are_reported(net, pass_name):
+    """effseg.passes rewrote the captured graph (the passes' own tests own the details);
+    the report carries their records and parity still holds."""
+    cm = effseg.compile(seeded(NETS[net]()), input_shape=(1, 3, 12, 10), backend="eager")
+    changed = {r["pass"]: r["changed"] for r in cm.report()["passes"]}
+    assert changed.get(pass_name, 0) >= 1, cm.report()["passes"]
+    if pass_name == "linear_attention":
+        gm = cm._entries[(1, 3, 12, 10)].runner
+        targets = {n.target for n in gm.graph.nodes if n.op == "call_function"}
+        assert torch.ops.effseg.linear_attention.default in targets

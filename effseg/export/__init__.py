@@ -1,4 +1,4 @@
 """Export: ONNX (standard-op decompositions of effseg's custom ops)."""
 from .onnx import decomposition_table, export_onnx, onnx_op_types
 
-__all__ = ["export_onnx", "decomposition_table", "onnx_op_types"]
+__all__ = ["decomposition_table", "export_onnx", "onnx_op_types"]

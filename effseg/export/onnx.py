@@ -7,7 +7,6 @@ Runtime and parses in TensorRT without plugins.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 
@@ -16,12 +15,16 @@ FORBIDDEN_OPS = frozenset({"Loop", "Scan", "Einsum", "SequenceConstruct", "Seque
 
 
 def decomposition_table() -> dict:
-    """torch.export's default decompositions plus effseg's ops as standard tensor ops."""
+    """effseg's ops as standard tensor ops, and nothing else.
+
+    Everything else is left to the ONNX exporter, which translates aten ops such as
+    reflection_pad2d or upsample_bilinear2d into one ONNX node each; torch.export's core
+    ATen decompositions would first break them into index gathers (slower in ORT, and
+    more for TensorRT's parser to reject).
+    """
     from ..ops._lowering import lowerings
 
-    table = torch.export.default_decompositions()
-    table.update(lowerings())
-    return table
+    return dict(lowerings())
 
 
 def onnx_op_types(model_proto) -> set:
@@ -35,12 +38,12 @@ def onnx_op_types(model_proto) -> set:
 def export_onnx(
     model: torch.nn.Module,
     args: tuple,
-    path: Union[str, Path],
+    path: str | Path,
     *,
     opset: int = 18,
     dynamic_shapes=None,
-    input_names: Optional[list] = None,
-    output_names: Optional[list] = None,
+    input_names: list | None = None,
+    output_names: list | None = None,
 ):
     """Export `model(*args)` to an ONNX file at `path` and return the onnx.ModelProto.
 

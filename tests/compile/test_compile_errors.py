@@ -78,3 +78,8 @@ def test_call_rejects_non_tensor(model):
     cm = effseg.compile(model, input_shape=(1, 3, 8, 8), backend="eager")
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         cm([1.0])
+
+
+def test_inductor_options_must_be_a_dict(model):
+    with pytest.raises(TypeError, match="options"):
+        effseg.compile(model, input_shape=(1, 3, 8, 8), backend="inductor", options="freezing")

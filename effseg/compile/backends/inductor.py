@@ -15,10 +15,45 @@ def usable(device) -> tuple[bool, str]:
     return True, ""
 
 
+def default_options(device) -> dict:
+    """Inductor settings effseg uses for an inference graph, before the user's overrides.
+
+    freezing: the weights are constants of the captured graph, so Inductor folds them
+    and pre-packs convolution weights for oneDNN once instead of per call (about 9% on
+    UNetFormer at 512^2 on the 2-core CPU). On CUDA the graph is also replayed as a CUDA
+    graph (what mode="reduce-overhead" turns on): there is one specialisation per input
+    shape, which is what CUDA graphs need, and launch overhead dominates small models.
+    """
+    opts = {"freezing": True}
+    if device.type == "cuda":
+        opts["triton.cudagraphs"] = True
+    return opts
+
+
 def build(gm, example, *, device, options):
     bad = set(options) - _KEYS
     if bad:
         raise TypeError(f"backend 'inductor' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
+    user = dict(options)
+    extra = user.pop("options", None) or {}
+    if not isinstance(extra, dict):
+        raise TypeError(f"backend 'inductor' option 'options' must be a dict of Inductor settings, "
+                        f"got {type(extra).__name__}")
+    settings = {**default_options(device), **extra}
     # One graph per specialisation: a recompile is ours to trigger, not Dynamo's guess.
-    kw = {"dynamic": False, **options}
-    return torch.compile(gm, **kw)
+    kw = {"dynamic": False, **user}
+    if "mode" not in kw:
+        return torch.compile(gm, options=settings, **kw)
+    # torch.compile refuses mode and options together: keep the user's mode and apply
+    # the settings through Inductor's config while it compiles (on the first call).
+    return _with_config(torch.compile(gm, **kw), settings)
+
+
+def _with_config(fn, settings):
+    import torch._inductor.config as inductor_config
+
+    def run(*args):
+        with inductor_config.patch(settings):
+            return fn(*args)
+
+    return run

@@ -69,7 +69,8 @@ class CompiledModel:
     def _specialise(self, x: torch.Tensor) -> _Entry:
         # A model export could not capture once (data-dependent control flow) is not
         # captured again per shape: one warning, then eager for every shape.
-        cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic)
+        cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic,
+                                           backend=self.backend)
         t0 = time.perf_counter()
         if cap.gm is None and self._failed is not None:
             runner = self._model

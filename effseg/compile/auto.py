@@ -35,10 +35,6 @@ def choose(model, x, device, trial: bool) -> tuple[str, dict]:
         return name, {"chosen": name, "reason": why, "trial": None}
     from ..bench.timing import median_ms
 
-    cap = capture(model, x, device)
-    if cap.gm is None:
-        name, why = _default(device)
-        return name, {"chosen": name, "reason": f"{why}; trial skipped: capture failed", "trial": None}
     timings, errors = {}, {}
     for name in CANDIDATES.get(device.type, ("eager",)):
         ok, why = USABLE[name](device)
@@ -46,6 +42,13 @@ def choose(model, x, device, trial: bool) -> tuple[str, dict]:
             errors[name] = why
             continue
         t0 = time.perf_counter()
+        # Each backend gets the graph its own passes make (some rewrites pay off only
+        # when PyTorch runs the graph).
+        cap = capture(model, x, device, backend=name)
+        if cap.gm is None:
+            name, why = _default(device)
+            return name, {"chosen": name, "reason": f"{why}; trial skipped: capture failed",
+                          "trial": None}
         try:
             run = BACKENDS[name](cap.gm, x, device=device, options={})
             with torch.no_grad():

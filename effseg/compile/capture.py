@@ -72,7 +72,7 @@ def failing_module(model: torch.nn.Module, x: torch.Tensor, dynamic: bool) -> st
 
 
 def capture(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
-            dynamic: bool = False, run_passes: bool = True) -> Capture:
+            dynamic: bool = False, run_passes: bool = True, backend: str = "eager") -> Capture:
     """Export `model` on `x`; on failure return a Capture with gm=None and the culprit."""
     from .. import passes
 
@@ -86,6 +86,6 @@ def capture(model: torch.nn.Module, x: torch.Tensor, device: torch.device,
                        failed_module=failing_module(model, x, dynamic), error=msg)
     dyn = _symbolic_dims(ep) if dynamic else tuple(False for _ in range(x.dim()))
     gm = ep.module()
-    records = passes.run_passes(gm, device) if run_passes else []
+    records = passes.run_passes(gm, device, backend) if run_passes else []
     return Capture(gm=gm, dynamic_dims=dyn, passes=list(records),
                    capture_s=time.perf_counter() - t0)

@@ -15,18 +15,23 @@ from . import (
     fold_batchnorm,
     linear_attention,
     remove_dropout,
+    winograd_conv2d,
 )
 
 # Order matters: dropout removal exposes conv -> BN pairs; BN folding runs before the
-# depthwise rewrite (which takes the folded weights); constant folding last, on what is left.
-PASSES = (remove_dropout, fold_batchnorm, linear_attention, depthwise_conv2d, constant_fold)
+# conv rewrites (which take the folded weights); constant folding last, on what is left.
+PASSES = (remove_dropout, fold_batchnorm, linear_attention, depthwise_conv2d,
+          winograd_conv2d, constant_fold)
 
 
-def run_passes(gm: torch.fx.GraphModule, device) -> list[dict]:
+def run_passes(gm: torch.fx.GraphModule, device, backend: str = "eager") -> list[dict]:
+    """backend: the effseg.compile backend that will run gm; passes that only pay off
+    when PyTorch runs the graph (they declare BACKENDS) leave it alone otherwise."""
     device = torch.device(device)
     records = []
     for p in PASSES:
-        records.append(p.run(gm, device))
+        kw = {"backend": backend} if hasattr(p, "BACKENDS") else {}
+        records.append(p.run(gm, device, **kw))
         gm.graph.lint()
     gm.recompile()
     return records

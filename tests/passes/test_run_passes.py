@@ -14,7 +14,7 @@ from effseg.passes import run_passes
 
 aten = torch.ops.aten
 ORDER = ["remove_dropout", "fold_batchnorm", "linear_attention", "depthwise_conv2d",
-         "constant_fold"]
+         "winograd_conv2d", "constant_fold"]
 ZOO_TOL = 1e-4  # max |out - eager| / max |eager|, the fp32 parity bound
 # Three zoo models cover every pass at run time (dropout, BN, depthwise, constant folding
 # of Mamba's A = -exp(A_log)); the rest of the zoo is checked under the slow marker,

@@ -1,0 +1,106 @@
+"""Replace 3x3 stride-1 aten.conv2d (and a ReLU right after it) by effseg's
+winograd_conv2d op where that op is the faster one.
+
+Winograd F(4x4, 3x3) (Lavin & Gray, CVPR 2016) does 36 multiplies per 4x4 output tile
+per channel pair where a direct convolution does 144. The decision follows
+bench/bench_winograd_conv2d.py: on CPU, float32, groups 1, stride 1, dilation 1, with
+enough channels for the batched GEMMs to run at speed; on CUDA cuDNN already picks
+Winograd itself, so PyTorch's kernel is kept. The transformed weight is computed once
+here and stored on the graph; the original weight stays too (the ONNX lowering and the
+autograd formula use it).
+
+Only for graphs PyTorch runs (effseg.compile's "eager" and "inductor" backends): ONNX
+Runtime and TensorRT choose their own convolution algorithms, so exported graphs keep
+plain Conv nodes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+from ._graph import add_param, arg, aten, attr, erase_dead, is_call, val
+
+# Below these the 36 GEMMs are too small to beat oneDNN's direct kernel (see the bench).
+MIN_CHANNELS = 16
+MIN_OUTPUT_PIXELS = 16 * 16
+BACKENDS = ("eager", "inductor")
+_RELUS = (aten.relu.default, aten.relu_.default)
+
+
+def _ints(v, n=2):
+    if isinstance(v, int):
+        return [v] * n
+    if isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], int):
+        return [v[0]] * n
+    if isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(i, int) for i in v):
+        return list(v)
+    return None
+
+
+def _match(gm, node):
+    """(x, weight node, weight, bias node, pad_h, pad_w) or (None, reason); reason None means
+    "not a 3x3 dense conv at all" (not counted)."""
+    x, w_n = node.args[0], node.args[1]
+    xv, w = val(x), attr(gm, w_n)
+    if not isinstance(w, torch.Tensor) or w.dim() != 4 or tuple(w.shape[2:]) != (3, 3):
+        return None, None
+    if arg(node, 6, "groups", 1) != 1:
+        return None, None
+    if not isinstance(xv, torch.Tensor) or xv.dim() != 4:
+        return None, "shape unknown"
+    if xv.dtype != torch.float32 or w.dtype != torch.float32:
+        return None, f"dtype {xv.dtype}"
+    stride, pad, dil = (_ints(arg(node, i, n, d)) for i, n, d in
+                        ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)))
+    if stride != [1, 1] or dil != [1, 1] or pad is None or min(pad) < 0:
+        return None, "stride / dilation / padding"
+    k, c = int(w.shape[0]), int(w.shape[1])
+    ho, wo = xv.shape[2] + 2 * pad[0] - 2, xv.shape[3] + 2 * pad[1] - 2
+    if not all(isinstance(d, int) for d in (ho, wo)):
+        return None, "symbolic size"
+    if min(c, k) < MIN_CHANNELS or ho * wo < MIN_OUTPUT_PIXELS:
+        return None, "too small to gain"
+    b_n = arg(node, 2, "bias")
+    if b_n is not None and attr(gm, b_n) is None:
+        return None, "bias not a constant"
+    return (x, w_n, w, b_n, pad[0], pad[1]), None
+
+
+def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
+    from ..ops.winograd_conv2d import winograd_weight
+
+    device = torch.device(device)
+    changed, fused, kept, reasons = 0, 0, 0, {}
+    for node in list(gm.graph.nodes):
+        if not is_call(node, aten.conv2d.default):
+            continue
+        m, reason = _match(gm, node)
+        if m is None and reason is None:
+            continue
+        if m is not None and device.type != "cpu":
+            m, reason = None, f"device {device.type}: PyTorch's kernel kept"
+        if m is not None and backend not in BACKENDS:
+            m, reason = None, f"backend {backend}: its own conv algorithms"
+        if m is None:
+            kept += 1
+            reasons[reason] = reasons.get(reason, 0) + 1
+            continue
+        x, w_n, w, b_n, ph, pw = m
+        users = list(node.users)
+        relu = users[0] if len(users) == 1 and is_call(users[0], *_RELUS) else None
+        wt_n = add_param(gm, node, winograd_weight(w), "winograd_weight")
+        with gm.graph.inserting_before(node):
+            new = gm.graph.call_function(torch.ops.effseg.winograd_conv2d.default,
+                                         (x, w_n, wt_n, b_n, ph, pw, relu is not None))
+        out = relu if relu is not None else node
+        new.meta = dict(out.meta)
+        out.replace_all_uses_with(new)
+        erase_dead(gm, [out, node] if relu is not None else [node])
+        changed += 1
+        fused += relu is not None
+    rec = {"pass": "winograd_conv2d", "changed": changed, "relu_fused": fused, "kept": kept,
+           "rule": f"CPU, float32, 3x3 stride 1, groups 1, channels >= {MIN_CHANNELS}, "
+                   f"output >= {MIN_OUTPUT_PIXELS} px, backends {list(BACKENDS)}"}
+    if reasons:
+        rec["kept_because"] = reasons
+    return rec

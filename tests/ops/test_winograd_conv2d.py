@@ -307,6 +307,16 @@ def test_torch_compile_inductor_no_grad(require_backend):
         check(y, x, m.weight, m.bias, (2, 0), False, TOL[torch.float32])
 
 
+def test_torch_compile_computes_weight_t(require_backend):
+    """Without weight_t the compiled graph computes it (winograd_weight) itself."""
+    require_backend("cpp")
+    _, w, b = make(1, 3, 4, 1, 1, seed=13)
+    x = make(2, 3, 1, 7, 6, seed=14)[0]
+    fn = torch.compile(lambda x: winograd_conv2d(x, w, b, 1, True), fullgraph=True,
+                       backend="aot_eager")
+    check(fn(x), x, w, b, 1, True, TOL[torch.float32])
+
+
 def test_torch_export_keeps_the_custom_op(require_backend):
     require_backend("cpp")
     m = Block()
@@ -329,6 +339,8 @@ def test_onnx_export_runtime_parity(require_backend, tmp_path, padding, relu):
     types = effseg.export.onnx_op_types(proto)
     assert "Conv" in types and ("Relu" in types) == relu, types
     assert not any(n.domain not in ("", "ai.onnx") for n in proto.graph.node), "standard ops only"
+    assert sorted(list(i.dims) for i in proto.graph.initializer) == [[3], [3, 4, 3, 3]], \
+        "the original weight and bias only (weight_t unused, dropped)"
     sess = ort.InferenceSession(str(tmp_path / "wino.onnx"), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():

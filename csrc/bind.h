@@ -27,6 +27,7 @@ void bind_selective_scan(pybind11::module_& m);
 void bind_depthwise_conv2d(pybind11::module_& m);
 void bind_distance_transform(pybind11::module_& m);
 void bind_linear_attention(pybind11::module_& m);
+void bind_winograd_conv2d(pybind11::module_& m);
 
 }  // namespace bind
 }  // namespace effseg

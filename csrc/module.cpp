@@ -44,6 +44,7 @@ PYBIND11_MODULE(_C, m) {
   effseg::bind::bind_depthwise_conv2d(m);
   effseg::bind::bind_distance_transform(m);
   effseg::bind::bind_linear_attention(m);
+  effseg::bind::bind_winograd_conv2d(m);
 
   m.def("build_info", &build_info, "compiler, OpenMP, thread count and SIMD level of this build");
   m.def(

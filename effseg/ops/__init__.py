@@ -10,9 +10,11 @@ from .linear_attention_ref import linear_attention_ref
 from .selective_scan import selective_scan
 from .selective_scan_chunked import selective_scan_chunked
 from .selective_scan_ref import selective_scan_ref
+from .winograd_conv2d import winograd_conv2d, winograd_conv2d_ref, winograd_weight
 
 __all__ = ["cross_merge_ref", "cross_scan_ref", "cross_selective_scan",
            "cross_selective_scan_ref", "depthwise_conv2d", "depthwise_conv2d_ref",
            "distance_transform", "distance_transform_ref", "fold_batchnorm",
            "linear_attention", "linear_attention_ref", "selective_scan",
-           "selective_scan_chunked", "selective_scan_ref", "signed_distance"]
+           "selective_scan_chunked", "selective_scan_ref", "signed_distance",
+           "winograd_conv2d", "winograd_conv2d_ref", "winograd_weight"]

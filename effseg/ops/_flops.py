@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     depthwise_conv2d,
     linear_attention,
     selective_scan,
+    winograd_conv2d,
 )
 
 _ops = torch.ops.effseg
@@ -49,3 +50,11 @@ def _linear_attention_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
 @register_flop_formula(_ops.depthwise_conv2d)
 def _depthwise_conv2d_flops(x, weight, *args, out_shape=None, **kwargs) -> int:
     return 2 * _numel(out_shape) * weight[-2] * weight[-1]
+
+
+# Counted as the direct 3 x 3 convolution it computes (as FlopCounterMode counts
+# aten.convolution), not as the fewer multiplies of the Winograd algorithm: a model's
+# FLOPs do not change when a graph pass swaps the algorithm.
+@register_flop_formula(_ops.winograd_conv2d)
+def _winograd_conv2d_flops(x, weight, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _numel(out_shape) * weight[1] * 9

@@ -32,3 +32,14 @@ def test_depthwise_conv2d_flops():
     # Same count as torch's own conv formula for the grouped convolution.
     want = _count(lambda: torch.nn.functional.conv2d(x, w, padding=2, groups=3))
     assert got == want
+
+
+def test_winograd_conv2d_flops():
+    from effseg.ops import winograd_conv2d, winograd_weight
+
+    x, w = torch.randn(2, 3, 9, 7), torch.randn(5, 3, 3, 3)
+    wt = winograd_weight(w)  # computed outside: its einsum would be counted too
+    got = _count(lambda: winograd_conv2d(x, w, padding=(1, 0), weight_t=wt, backend="cpp"))
+    # Counted as the direct convolution it computes, as torch counts F.conv2d.
+    assert got == 2 * 2 * 5 * 9 * 5 * 3 * 9
+    assert got == _count(lambda: torch.nn.functional.conv2d(x, w, padding=(1, 0)))

@@ -191,7 +191,7 @@ def _ort_peer(ctx: Context) -> Runner:
     with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
         path = Path(tmp) / "peer.onnx"
         how = export_onnx_peer(ctx.model, ctx.x, path)
-        info = {"exporter": how}
+        info = {"exporter": how, "checked_on_second_input": _follows_input(ctx, path)}
         if ctx.dtype == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -220,6 +220,32 @@ def _ort_peer(ctx: Context) -> Runner:
     xn = ctx.x.cpu().numpy()
     info["providers"] = sess.get_providers()
     return Runner(lambda: sess.run(None, {name: xn})[0], info=info)
+
+
+def _follows_input(ctx: Context, path: Path) -> bool:
+    """Raise unless the exported graph matches eager on an input it was not traced with.
+
+    The legacy tracer, under no_grad, records what it cannot follow (effseg's custom ops,
+    for one) as constants computed from the example: the graph then agrees with eager on
+    that example only, which a parity check on the example cannot see."""
+    import numpy as np
+
+    from .stats import parity
+
+    g = torch.Generator().manual_seed(1)
+    x2 = torch.randn(ctx.x.shape, generator=g).to(ctx.x.device, ctx.x.dtype)
+    sess = ort_session(path, "cpu", ctx.threads)
+    got = sess.run(None, {sess.get_inputs()[0].name: x2.cpu().numpy()})[0]
+    want = ctx.model(x2)
+    want = want if isinstance(want, torch.Tensor) else next(
+        t for t in torch.utils._pytree.tree_leaves(want) if isinstance(t, torch.Tensor))
+    tol = 1e-3 if ctx.x.dtype == torch.float32 else 5e-2
+    fig = parity(want.float(), np.asarray(got, dtype=np.float32))
+    if not fig["rel_err"] <= tol:
+        raise RuntimeError(f"torch.onnx.export wrote a graph that disagrees with eager on a "
+                           f"second input (relative error {fig['rel_err']:.2g} > {tol:g}): parts "
+                           "of the model were traced as constants")
+    return True
 
 
 def _np_dtype(dtype: torch.dtype):

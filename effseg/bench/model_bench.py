@@ -356,7 +356,8 @@ def method_text(cfg: BenchConfig, memory_method: str) -> dict:
                   "session creation, effseg.compile) before any timed call; limit "
                   f"{cfg.setup_timeout or 'none'} s, past which the row is a timeout"),
         "parity": "against fp32 eager on the same input: max |out - eager|, relative to max "
-                  "|eager|, and the share of pixels whose class argmax agrees",
+                  "|eager|, and the share of pixels whose class argmax agrees; the onnxruntime "
+                  "peer's export is also checked against eager on a second input",
         "memory": (f"host_peak_rss_mb: process peak resident set during the row ({memory_method}); "
                    "it includes the interpreter, torch and memory the allocator kept from earlier "
                    "rows; host_rss_increase_mb is the rise over the row's start. gpu_peak_mb: "

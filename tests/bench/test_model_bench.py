@@ -147,3 +147,23 @@ def test_setup_timeout_is_a_row():
     rows = {r["backend"]: r for r in result["rows"]}
     assert rows["stuck"]["error"].startswith("timeout: setup took over 0.3 s")
     assert rows["eager"]["error"] is None and rows["eager"]["median_ms"] > 0
+
+
+def test_ort_peer_rejects_a_graph_that_ignores_its_input(tmp_path):
+    """An export that froze part of the model into constants agrees with eager on the
+    example only; the ORT peer checks a second input and refuses it."""
+    pytest.importorskip("onnxruntime")
+    from bench_nets import tiny_net
+
+    x = torch.randn(1, 3, 16, 16)
+    good = tiny_net().eval()
+    path = tmp_path / "m.onnx"
+    C.export_onnx_peer(good, x, path)
+    ctx = C.Context(good, x, good, x, "cpu", "fp32", 1)
+    assert C._follows_input(ctx, path) is True
+    other = tiny_net().eval()
+    with torch.no_grad():
+        other[0].weight.mul_(-1.0)
+    ctx = C.Context(other, x, other, x, "cpu", "fp32", 1)
+    with pytest.raises(RuntimeError, match="second input"):
+        C._follows_input(ctx, path)

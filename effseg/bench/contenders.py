@@ -83,6 +83,7 @@ def quiet():
     which would otherwise interleave with the progress bar and the table."""
     loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch._dynamo",
                                               "torch._inductor", "torch.export", "onnxscript")]
+    loggers.append(logging.getLogger())  # onnxruntime.quantization logs through the root
     levels = [lg.level for lg in loggers]
     try:
         for lg in loggers:

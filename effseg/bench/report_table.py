@@ -4,13 +4,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-COLUMNS = (  # (header, key, format)
+COLUMNS = (  # (header, key, format); "ms" adapts the decimals to the magnitude
     ("model", "model", "{}"), ("size", "size", "{}"), ("batch", "batch", "{}"),
     ("dtype", "dtype", "{}"), ("backend", "backend", "{}"),
-    ("median ms", "median_ms", "{:.1f}"), ("p90 ms", "p90_ms", "{:.1f}"),
-    ("p99 ms", "p99_ms", "{:.1f}"), ("FPS", "fps", "{:.1f}"), ("MP/s", "mp_per_s", "{:.2f}"),
+    ("median ms", "median_ms", "ms"), ("p90 ms", "p90_ms", "ms"),
+    ("p99 ms", "p99_ms", "ms"), ("FPS", "fps", "ms"), ("MP/s", "mp_per_s", "ms"),
     ("RSS MB", "host_peak_rss_mb", "{:.0f}"), ("GPU MB", "gpu_peak_mb", "{:.0f}"),
-    ("params M", "params_m", "{:.2f}"), ("GFLOPs", "gflops", "{:.1f}"),
+    ("params M", "params_m", "{:.3g}"), ("GFLOPs", "gflops", "{:.3g}"),
     ("max err", "max_abs_err", "{:.1e}"), ("argmax", "argmax_agreement", "{:.2%}"),
     ("x eager", "speedup_vs_eager", "{:.2f}"), ("x best peer", "speedup_vs_best_peer", "{:.2f}"),
     ("setup s", "setup_s", "{:.1f}"),
@@ -23,6 +23,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     v = row.get(key)
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
+    if fmt == "ms":
+        return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return fmt.format(v)
 
 

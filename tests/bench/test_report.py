@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from effseg.bench.perf_report import END, START, load_sources, render, splice
+from effseg.bench.report_table import _cell
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).parent / "data" / "model-bench-fixture.json"
@@ -49,7 +50,8 @@ def test_model_bench_table_from_fixture(results):
     text = render(results)
     rows = json.loads(FIXTURE.read_text())["rows"]
     eager = next(r for r in rows if r["backend"] == "eager")
-    assert f"| bench_nets:tiny_net | 32 | 1 | fp32 | eager | {eager['median_ms']:.1f} |" in text
+    ms = _cell(eager, "median_ms", "ms")
+    assert f"| bench_nets:tiny_net | 32 | 1 | fp32 | eager | {ms} |" in text
     assert "| broken | error: Broken: this backend is broken on purpose" in text
     assert "### `effseg bench`, CPU" in text
 

@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                         "becomes a timeout; 0: no limit (default: 60 on CPU, 300 on CUDA, "
                         "none with --full)")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: unetformer-dw at 128x128 (under a minute on 2 cores)")
+                   help="a smoke run: unetformer-dw at 128x128 (about a minute on 2 cores)")
     p.add_argument("--full", action="store_true",
                    help="every zoo model at 512 and 1024, every backend, more iterations "
                         "(with --op: the kernel's full shape grid)")

@@ -3,7 +3,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
+
+BENCH_HELP = """\
+Without arguments: unetformer, abcnet and cmunet at 512x512, batch 1, fp32, on the best
+device here, each backend side by side in one process: eager PyTorch, torch.compile and
+ONNX Runtime on torch.onnx's export (the peers), and effseg.compile's backends.
+On CPU the default runs eager, onnxruntime, effseg.eager and effseg.onnxruntime: a cold
+inductor compile takes 30-60 s per model on 2 cores, so torch.compile and effseg.inductor
+come with --full or --backends all; and a backend whose setup passes 60 s becomes a
+timeout row (--setup-timeout). That keeps the run near 3 minutes on 2 cores. On CUDA
+every usable backend runs, TensorRT when it imports.
+
+Prints a table (median / p90 / p99 latency, FPS, megapixels/s, peak host RSS and GPU
+memory, parameters, GFLOPs, parity against eager, speed-up over eager and over the best
+peer). A backend that fails is a row with its reason. --out writes the JSON (machine,
+versions, threads, allocator settings, method, rows), --plot a PNG.
+"""
 
 
 def _cmd_info(args) -> int:
@@ -23,13 +41,81 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    if args.op is not None:
+        return _cmd_op_bench(args)
+    from .bench.model_bench import make_config, run_model_bench
+    from .bench.report_table import text_table
+
+    if args.quick and args.full:
+        print("effseg bench: error: --quick and --full exclude each other", file=sys.stderr)
+        return 2
+    try:
+        cfg = make_config(preset="quick" if args.quick else "full" if args.full else "default",
+                          device=args.device, models=args.model, sizes=args.size,
+                          batches=args.batch, dtypes=args.dtype, backends=args.backends,
+                          warmup=args.warmup, iters=args.iters, threads=args.threads,
+                          num_classes=args.num_classes, in_channels=args.in_channels,
+                          arch=args.arch, trusted=args.trusted,
+                          setup_timeout=args.setup_timeout)
+        result = run_model_bench(cfg, progress=not args.no_progress)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"effseg bench: error: {exc}", file=sys.stderr)
+        return 2
+    result["command"] = ["effseg", *(args.argv or [])]
+    print(text_table(result["rows"]))
+    if args.markdown:
+        from .bench.report_table import markdown_table
+
+        print()
+        print(markdown_table(result["rows"]))
+    m = result["machine"]
+    print(f"\n{cfg.device}: {m.get('gpu') or m['processor']}, {result['threads']['torch']} threads, "
+          f"malloc {result['allocator']['set_by'] or 'default'}; {result['wall_s']:.0f} s")
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    if args.plot:
+        from .bench.report_table import plot
+
+        try:
+            print(f"wrote {plot(result, args.plot)}")
+        except ImportError as exc:
+            print(f"effseg bench: --plot needs matplotlib ({exc}); pip install 'effseg[bench]'",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def _cmd_op_bench(args) -> int:
     from .bench.ops import run_op_bench
 
-    result = run_op_bench(args.op, device=args.device, quick=not args.full,
+    device = "cpu" if args.device == "auto" else args.device
+    result = run_op_bench(args.op, device=device, quick=not args.full,
                           out=args.out, repeats=args.repeats)
     if args.out is None:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def _maybe_reexec_for_malloc(argv) -> None:
+    """glibc's default malloc returns large freed blocks to the OS and page-faults them
+    back on every forward pass (10-25x slower eager PyTorch on the 2-core machines, see
+    DESIGN.md): like the bench/ scripts, restart once with the thresholds raised, unless
+    the user has set them (or EFFSEG_BENCH_NO_REEXEC=1). The JSON records which."""
+    if (argv[:1] != ["bench"] or not sys.platform.startswith("linux")
+            or os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None
+            or os.environ.get("EFFSEG_BENCH_NO_REEXEC")):
+        return
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="17179869184",
+               MALLOC_TRIM_THRESHOLD_="17179869184",
+               EFFSEG_BENCH_MALLOC="effseg bench (re-executed with raised thresholds)")
+    root = str(Path(__file__).resolve().parent.parent)
+    code = (f"import sys; sys.path.insert(0, {root!r}); from effseg.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-c", code, *argv], env)
 
 
 def _cmd_models(args) -> int:
@@ -52,20 +138,58 @@ def main(argv=None) -> int:
     p = sub.add_parser("info", help="versions, devices and which backends are usable here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(fn=_cmd_info)
-    p = sub.add_parser("bench", help="benchmark effseg's kernels against their references")
-    p.add_argument("--op", default="selective_scan", choices=["selective_scan"],
-                   help="operation to benchmark (default: selective_scan)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--full", action="store_true", help="the full shape grid (slow) instead of the quick default")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
-    p.add_argument("--out", default=None, help="write the JSON here instead of printing it")
+    p = sub.add_parser(
+        "bench", help="latency / FPS of zoo or your models on every backend (or --op: a kernel)",
+        description=BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", nargs="+", default=None, metavar="NAME|PATH.ckpt|module:callable",
+                   help="zoo names, checkpoints (with --arch) or module:callable returning an "
+                        "nn.Module (default: unetformer abcnet cmunet)")
+    p.add_argument("--arch", default=None, help="zoo architecture of a --model checkpoint")
+    p.add_argument("--trusted", action="store_true",
+                   help="unpickle checkpoints that hold Python objects (only files you trust)")
+    p.add_argument("--size", nargs="+", type=int, default=None, help="image sides (default 512)")
+    p.add_argument("--batch", nargs="+", type=int, default=None, help="batch sizes (default 1)")
+    p.add_argument("--backends", nargs="+", default=None,
+                   help="eager torch.compile onnxruntime effseg.eager effseg.inductor "
+                        "effseg.onnxruntime effseg.tensorrt, or all / peers / effseg / default")
+    p.add_argument("--dtype", nargs="+", default=None, choices=["fp32", "fp16", "int8"],
+                   help="precisions (default fp32; int8 only on onnxruntime, a row with the "
+                        "reason elsewhere)")
+    p.add_argument("--iters", type=int, default=None, help="timed calls per row")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls before timing")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for torch, effseg's C++ kernels and ONNX Runtime (default: torch's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--num-classes", type=int, default=6, help="classes of zoo models (default 6)")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    p.add_argument("--setup-timeout", type=float, default=None,
+                   help="seconds a backend's setup (compile, export) may take before its row "
+                        "becomes a timeout; 0: no limit (default: 60 on CPU, 300 on CUDA, "
+                        "none with --full)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: unetformer-dw at 128x128 (about a minute on 2 cores)")
+    p.add_argument("--full", action="store_true",
+                   help="every zoo model at 512 and 1024, every backend, more iterations "
+                        "(with --op: the kernel's full shape grid)")
+    p.add_argument("--out", default=None, help="write the JSON here")
+    p.add_argument("--plot", default=None, help="write a latency bar plot (PNG, needs matplotlib)")
+    p.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--op", default=None, choices=["selective_scan"],
+                   help="benchmark one kernel against its references instead (the old "
+                        "`effseg bench`; prints JSON)")
+    p.add_argument("--repeats", type=int, default=5, help="with --op: timed repeats per case")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("models", help="the model zoo: names, parameters, what each follows")
     p.add_argument("--flops", action="store_true", help="also count GFLOPs (runs each model once)")
     p.add_argument("--size", type=int, default=512, help="image side for --flops (default 512)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=_cmd_models)
+    if argv is None:
+        argv = sys.argv[1:]
+        _maybe_reexec_for_malloc(argv)
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     return args.fn(args)
 
 

@@ -5,7 +5,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -97,3 +97,34 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def sample_ms(fn: Callable[[], object], device: str = "cpu", iters: int = 10,
+              warmup: int = 2) -> list[float]:
+    """Per-iteration latencies in ms after `warmup` untimed calls.
+
+    CUDA: each iteration is bracketed by CUDA events after a device synchronise and
+    waits on its end event, so queued work of one call never leaks into the next one's
+    time. CPU: time.perf_counter around each call (what runs on CPU returns when done).
+    """
+    if iters < 1 or warmup < 0:
+        raise ValueError(f"iters must be >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    cuda = device.startswith("cuda")
+    for _ in range(warmup):
+        fn()
+        _sync(device)
+    times = []
+    for _ in range(iters):
+        if cuda:
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(float(start.elapsed_time(end)))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times

@@ -1,0 +1,102 @@
+"""bench/report.py: the README's performance section is generated from bench/results/*.json,
+and the committed README is what the committed JSON gives."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from effseg.bench.perf_report import END, START, load_sources, render, splice
+from effseg.bench.report_table import _cell
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(__file__).parent / "data" / "model-bench-fixture.json"
+
+
+def _scan(ms_cpp, ms_ref):
+    rows = [{"length": 1024, "mode": "fwd", "backend": b, "median_ms": ms}
+            for b, ms in (("ref", ms_ref), ("cpp", ms_cpp))]
+    return {"op": "selective_scan", "device": "cpu", "machine": {"processor": "Test CPU",
+            "torch_threads": 2}, "results": rows}
+
+
+@pytest.fixture
+def results(tmp_path):
+    models = json.loads(FIXTURE.read_text())
+    (tmp_path / "selective_scan-cpu.json").write_text(json.dumps(_scan(9.0, 90.0)))
+    old = {"suite": "cpu", "kernels": {"selective_scan": _scan(5.0, 50.0)}, "models": None}
+    new = {"suite": "cpu", "kernels": {"selective_scan": _scan(2.0, 100.0)}, "models": models}
+    quick = {"suite": "cpu", "quick": True, "kernels": {"selective_scan": _scan(1.0, 1000.0)}}
+    (tmp_path / "cpu-test-cpu-20250101.json").write_text(json.dumps(old))
+    (tmp_path / "cpu-test-cpu-20260101.json").write_text(json.dumps(new))
+    (tmp_path / "cpu-test-cpu-20270101-quick.json").write_text(json.dumps(quick))
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    return tmp_path
+
+
+def test_newest_suite_wins_and_quick_runs_are_ignored(results):
+    src = load_sources(results)
+    res, path = src["kernels"][("selective_scan", "cpu")]
+    assert path == "bench/results/cpu-test-cpu-20260101.json"
+    assert {r["backend"]: r["median_ms"] for r in res["results"]} == {"ref": 100.0, "cpp": 2.0}
+    text = render(results)
+    assert "| L=1024 fwd | cpp | 2 | ref | 100 | 50x |" in text
+    assert "`bench/results/cpu-test-cpu-20260101.json`" in text
+    assert "1000" not in text
+
+
+def test_model_bench_table_from_fixture(results):
+    text = render(results)
+    rows = json.loads(FIXTURE.read_text())["rows"]
+    eager = next(r for r in rows if r["backend"] == "eager")
+    ms = _cell(eager, "median_ms", "ms")
+    assert f"| bench_nets:tiny_net | 32 | 1 | fp32 | eager | {ms} |" in text
+    assert "| broken | error: Broken: this backend is broken on purpose" in text
+    assert "### `effseg bench`, CPU" in text
+
+
+def test_no_model_bench_says_how_to_get_one(tmp_path):
+    (tmp_path / "selective_scan-cpu.json").write_text(json.dumps(_scan(9.0, 90.0)))
+    text = render(tmp_path)
+    assert "No model-benchmark JSON" in text and "9 | ref | 90 | 10x" in text
+
+
+def test_splice():
+    doc = f"intro\n{START}\nold\n{END}\noutro\n"
+    assert splice(doc, "new\n") == f"intro\n{START}\nnew\n{END}\noutro\n"
+    with pytest.raises(ValueError, match="markers"):
+        splice("no markers here", "x")
+
+
+def _report_module(monkeypatch):
+    path = ROOT / "bench" / "report.py"
+    if not path.exists():
+        pytest.skip("bench/report.py is not present (tests run outside the checkout)")
+    # The script puts the checkout on sys.path; keep that out of the other tests.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("bench_report", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_check_and_write(results, tmp_path, monkeypatch):
+    report = _report_module(monkeypatch)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{START}\nstale\n{END}\n")
+    args = ["--results", str(results), "--readme", str(readme)]
+    assert report.main([*args, "--check"]) == 1
+    assert report.main(args) == 0
+    assert report.main([*args, "--check"]) == 0
+    assert "| L=1024 fwd | cpp |" in readme.read_text()
+
+
+def test_readme_performance_section_is_current():
+    readme = ROOT / "README.md"
+    if not readme.exists() or not (ROOT / "bench" / "results").is_dir():
+        pytest.skip("README.md / bench/results are not present (tests run outside the checkout)")
+    text = readme.read_text()
+    assert START in text and END in text, "README has no perf markers: run python bench/report.py"
+    assert splice(text, render(ROOT / "bench" / "results")) == text, \
+        "README's performance section is stale: run python bench/report.py"

@@ -1,0 +1,68 @@
+"""effseg.bench.timing.sample_ms (per-iteration timing, synchronised on CUDA) and the
+peak-memory helpers. The CUDA test replaces torch.cuda's Event and synchronize with
+recorders: it checks the helper's calls, it makes no claim about a GPU."""
+import pytest
+import torch
+
+from effseg.bench import memory, timing
+
+
+def test_sample_ms_cpu_counts_calls():
+    calls = []
+    times = timing.sample_ms(lambda: calls.append(1), "cpu", iters=4, warmup=2)
+    assert len(calls) == 6 and len(times) == 4 and all(t >= 0 for t in times)
+    with pytest.raises(ValueError, match="iters"):
+        timing.sample_ms(lambda: None, "cpu", iters=0)
+
+
+def test_sample_ms_cuda_synchronises_each_iteration(monkeypatch):
+    log = []
+
+    class FakeEvent:
+        count = 0
+
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            FakeEvent.count += 1
+            self.id = FakeEvent.count
+
+        def record(self):
+            log.append(("record", self.id))
+
+        def synchronize(self):
+            log.append(("event_sync", self.id))
+
+        def elapsed_time(self, end):
+            log.append(("elapsed", self.id, end.id))
+            return 2.5
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: log.append(("device_sync",)))
+    times = timing.sample_ms(lambda: log.append(("call",)), "cuda", iters=3, warmup=1)
+    assert times == [2.5, 2.5, 2.5]
+    # Warm-up: call, then a device synchronise.
+    assert log[:2] == [("call",), ("device_sync",)]
+    timed = log[2:]
+    assert len(timed) == 3 * 6
+    for i in range(3):
+        s, e = 2 * i + 1, 2 * i + 2
+        assert timed[6 * i: 6 * i + 6] == [("device_sync",), ("record", s), ("call",),
+                                           ("record", e), ("event_sync", e), ("elapsed", s, e)]
+
+
+def test_host_peak_tracks_an_allocation():
+    hp = memory.HostPeak()
+    hp.start()
+    x = torch.ones(64 * 2**20 // 4 * 4)  # 256 MB, touched
+    peak, start = hp.stop()
+    assert peak - start >= 200, (peak, start, hp.method)
+    del x
+    if hp.method.startswith("VmHWM"):
+        hp.start()
+        small, _ = hp.stop()
+        assert small < peak, "the reset did not lower the high-water mark"
+
+
+def test_gpu_memory_is_none_on_cpu():
+    memory.gpu_reset("cpu")
+    assert memory.gpu_peak_mb("cpu") is None

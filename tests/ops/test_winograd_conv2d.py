@@ -320,12 +320,16 @@ def test_torch_compile_computes_weight_t(require_backend):
 def test_torch_export_keeps_the_custom_op(require_backend):
     require_backend("cpp")
     m = Block()
-    x = make(1, 5, 1, 9, 10, seed=11)[0]
-    ep = torch.export.export(m, (x,))
+    x = make(2, 5, 1, 9, 10, seed=11)[0]
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("h", min=3, max=512),
+            3: torch.export.Dim("w", min=3, max=512)}
+    ep = torch.export.export(m, (x,), dynamic_shapes={"x": dims})
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
     assert any("effseg.winograd_conv2d" in t for t in targets), targets
     with torch.no_grad():
         check(ep.module()(x), x, m.weight, m.bias, 1, True, TOL[torch.float32])
+        x2 = make(3, 5, 1, 23, 6, seed=15)[0]  # another batch and map size
+        check(ep.module()(x2), x2, m.weight, m.bias, 1, True, TOL[torch.float32])
 
 
 @pytest.mark.parametrize("padding,relu", [(1, True), ((0, 2), False)])

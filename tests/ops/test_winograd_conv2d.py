@@ -84,6 +84,16 @@ def test_winograd_weight(dtype):
     assert winograd_weight(w, torch.float32).dtype == torch.float32
 
 
+def test_winograd_weight_in_blocks():
+    """Many input channels: computed in several blocks of output channels on CPU."""
+    w = make(1, 1500, 5, 1, 1, dtype=torch.float64, seed=2)[1]
+    U = winograd_weight(w)
+    g_ = torch.tensor(G, dtype=torch.float64)
+    want = torch.einsum("ia,kcab,jb->ijkc", g_, w, g_).reshape(36, 5, 1500)
+    torch.testing.assert_close(U, want, rtol=1e-14, atol=1e-16)
+    assert winograd_weight(w.to("meta")).shape == U.shape
+
+
 def test_chunk_sizes():
     for C, K, P in [(64, 64, 1024), (512, 512, 16), (3, 1, 5), (96, 64, 475), (256, 256, 64)]:
         pc = wmod.chunk_tiles(C, K, P, 4)

@@ -71,7 +71,7 @@ def _store_column(v_ptr, j, stride, d0, d1, d2, d3, d4, d5, mask):
 
 
 @triton.jit
-def _input_transform_kernel(x_ptr, v_ptr, C, H, W, pad_h, pad_w, tiles_h, tiles_w, P,
+def _input_transform_kernel(x_ptr, v_ptr, C, H, W, pad_h, pad_w, tiles_h, tiles_w, P, CP,
                             BLOCK: tl.constexpr):
     c = tl.program_id(1)
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -88,8 +88,8 @@ def _input_transform_kernel(x_ptr, v_ptr, C, H, W, pad_h, pad_w, tiles_h, tiles_
     f0, f1, f2, f3, f4, f5 = _window_row(plane, r0 + 3, c0, H, W, ok)
     g0, g1, g2, g3, g4, g5 = _window_row(plane, r0 + 4, c0, H, W, ok)
     h0, h1, h2, h3, h4, h5 = _window_row(plane, r0 + 5, c0, H, W, ok)
-    stride = C.to(tl.int64) * P
     vp = v_ptr + c.to(tl.int64) * P + p
+    stride = CP  # C * P, from the host (int64 when it needs to be)
     _store_column(vp, 0, stride, a0, b0, e0, f0, g0, h0, ok)
     _store_column(vp, 1, stride, a1, b1, e1, f1, g1, h1, ok)
     _store_column(vp, 2, stride, a2, b2, e2, f2, g2, h2, ok)
@@ -134,7 +134,7 @@ def _store_out_column(y_plane, oy, ox, Ho, Wo, bias, s0, s1, s2, s3, s4, s5, ok,
 
 
 @triton.jit
-def _output_transform_kernel(m_ptr, b_ptr, y_ptr, K, P, tiles_h, tiles_w, Ho, Wo,
+def _output_transform_kernel(m_ptr, b_ptr, y_ptr, K, P, KP, tiles_h, tiles_w, Ho, Wo,
                              HAS_BIAS: tl.constexpr, RELU: tl.constexpr, BLOCK: tl.constexpr):
     k = tl.program_id(1)
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -142,7 +142,7 @@ def _output_transform_kernel(m_ptr, b_ptr, y_ptr, K, P, tiles_h, tiles_w, Ho, Wo
     tx = p % tiles_w
     ty = (p // tiles_w) % tiles_h
     n = p // (tiles_w * tiles_h)
-    stride = K.to(tl.int64) * P
+    stride = KP  # K * P, from the host
     mp = m_ptr + k.to(tl.int64) * P + p
     a0, a1, a2, a3 = _m_row(mp, 0, stride, ok)
     b0, b1, b2, b3 = _m_row(mp, 1, stride, ok)
@@ -176,11 +176,12 @@ def winograd_conv2d_fwd(x: torch.Tensor, weight_t: torch.Tensor, bias, pad_h: in
         return y
     v = torch.empty((36, C, P), dtype=torch.float32, device=x.device)
     grid_in = (triton.cdiv(P, _BLOCK), C)
-    _input_transform_kernel[grid_in](x, v, C, H, W, pad_h, pad_w, th, tw, P,
+    _input_transform_kernel[grid_in](x, v, C, H, W, pad_h, pad_w, th, tw, P, C * P,
                                      BLOCK=_BLOCK, num_warps=_NUM_WARPS)
     m = torch.bmm(weight_t.to(torch.float32), v)
     grid_out = (triton.cdiv(P, _BLOCK), K)
-    _output_transform_kernel[grid_out](m, y if bias is None else bias, y, K, P, th, tw, Ho, Wo,
+    _output_transform_kernel[grid_out](m, y if bias is None else bias, y, K, P, K * P, th, tw,
+                                       Ho, Wo,
                                        HAS_BIAS=bias is not None, RELU=relu, BLOCK=_BLOCK,
                                        num_warps=_NUM_WARPS)
     return y

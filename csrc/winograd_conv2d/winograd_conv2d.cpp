@@ -105,9 +105,9 @@ struct OutArgs {
   int64_t N, Ho, Wo;
 };
 
-// Scratch per thread for a segment of up to nt tiles: input 6 padded rows + 6
-// transformed rows of 4(nt+1) + 6 x 4 phases of nt+1 (the output needs less).
-inline size_t scratch_elems(int64_t nt) { return static_cast<size_t>(72 * (nt + 1)); }
+// Scratch per thread for a segment of up to nt tiles: input a zero row + 6 transformed
+// rows of 4(nt+1) + 6 x 4 phases of nt+1 (the output needs less).
+inline size_t scratch_elems(int64_t nt) { return static_cast<size_t>(52 * (nt + 1)); }
 
 // B^T down the columns of 6 rows: t_i[w] = sum_r B^T[i][r] d_r[w]. Every pointer is
 // a restrict parameter: GCC does not vectorise with more than 10 run-time alias checks.
@@ -182,33 +182,37 @@ WG_INLINE void input_segment(const InArgs<T>& a, const T* WG_RESTRICT xc, const 
                              T* WG_RESTRICT Vq, int64_t plane, T* WG_RESTRICT buf) {
   const int64_t L = s.nt + 1, width = 4 * L;
   const int64_t r0 = 4 * s.ty - a.pad_h, c0 = 4 * s.tx - a.pad_w;
-  T* WG_RESTRICT lin = buf;                // 6 padded input rows when needed
-  T* WG_RESTRICT tl = buf + 6 * width;     // the 6 rows after B^T down the columns
-  T* WG_RESTRICT ph = buf + 12 * width;    // tl split into phases: ph[(i*4+s)*L + l]
-  const T* rp[6];
-  // Columns [c0, c0 + width) of each row; width reaches 2 columns past the segment's
+  T* WG_RESTRICT zero = buf;               // a zero row, for the rows outside the image
+  T* WG_RESTRICT tl = buf + width;         // the 6 rows after B^T down the columns
+  T* WG_RESTRICT ph = buf + 7 * width;     // tl split into phases: ph[(i*4+s)*L + l]
+  // Columns c0 + [0, width) of the 6 rows; width reaches 2 columns past the segment's
   // last tile window, which the phases need for a whole last entry (the extra values
-  // are never used).
-  const bool inner_cols = c0 >= 0 && c0 + width <= a.W;
+  // are never used). Only [lo, hi) lies inside the image, the same for every row: the
+  // column transform reads x there directly and writes zeros outside.
+  const int64_t lo = std::clamp<int64_t>(-c0, 0, width);
+  const int64_t hi = std::clamp<int64_t>(a.W - c0, lo, width);
+  const T* rp[6];
+  bool zero_set = false;
   for (int r = 0; r < 6; ++r) {
     const int64_t row = r0 + r;
-    T* dst = lin + r * width;
     if (row < 0 || row >= a.H) {
-      std::memset(dst, 0, sizeof(T) * width);
-      rp[r] = dst;
-    } else if (inner_cols) {
-      rp[r] = xc + row * a.W + c0;
+      if (!zero_set) std::memset(zero, 0, sizeof(T) * (hi - lo));
+      zero_set = true;
+      rp[r] = zero;
     } else {
-      const int64_t lo = std::clamp<int64_t>(-c0, 0, width);
-      const int64_t hi = std::clamp<int64_t>(a.W - c0, lo, width);
-      std::memset(dst, 0, sizeof(T) * lo);
-      std::memcpy(dst + lo, xc + row * a.W + c0 + lo, sizeof(T) * (hi - lo));
-      std::memset(dst + hi, 0, sizeof(T) * (width - hi));
-      rp[r] = dst;
+      rp[r] = xc + row * a.W + c0 + lo;
     }
   }
-  columns_bt<T>(rp[0], rp[1], rp[2], rp[3], rp[4], rp[5], tl, tl + width, tl + 2 * width,
-                tl + 3 * width, tl + 4 * width, tl + 5 * width, width);
+  const int64_t n = hi - lo;
+  columns_bt<T>(rp[0], rp[1], rp[2], rp[3], rp[4], rp[5], tl + lo, tl + width + lo,
+                tl + 2 * width + lo, tl + 3 * width + lo, tl + 4 * width + lo,
+                tl + 5 * width + lo, n);
+  if (n < width) {
+    for (int i = 0; i < 6; ++i) {
+      std::memset(tl + i * width, 0, sizeof(T) * lo);
+      std::memset(tl + i * width + hi, 0, sizeof(T) * (width - hi));
+    }
+  }
   for (int i = 0; i < 6; ++i) {
     T* f = ph + i * 4 * L;
     deinterleave4<T>(tl + i * width, f, f + L, f + 2 * L, f + 3 * L, L);

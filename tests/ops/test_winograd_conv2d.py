@@ -11,7 +11,11 @@ ReLU that zeroes a tiny output does not make the bound 0):
 """
 import importlib
 import itertools
+import os
 import re
+import subprocess
+import sys
+import tempfile
 
 import pytest
 import torch
@@ -82,6 +86,16 @@ def test_winograd_weight(dtype):
         torch.testing.assert_close(U[:, k, c].double(), want.to(dtype).double(), rtol=1e-14,
                                    atol=1e-16)
     assert winograd_weight(w, torch.float32).dtype == torch.float32
+
+
+def test_winograd_weight_in_blocks():
+    """Many input channels: computed in several blocks of output channels on CPU."""
+    w = make(1, 1500, 5, 1, 1, dtype=torch.float64, seed=2)[1]
+    U = winograd_weight(w)
+    g_ = torch.tensor(G, dtype=torch.float64)
+    want = torch.einsum("ia,kcab,jb->ijkc", g_, w, g_).reshape(36, 5, 1500)
+    torch.testing.assert_close(U, want, rtol=1e-14, atol=1e-16)
+    assert winograd_weight(w.to("meta")).shape == U.shape
 
 
 def test_chunk_sizes():
@@ -187,6 +201,33 @@ def test_non_contiguous_and_empty_batch(require_backend):
         check(winograd_conv2d(xi, w, b, backend="cpp"), xi, w, b, 1, False, TOL[torch.float32])
     y = winograd_conv2d(x[:0], w, b, backend="cpp")
     assert y.shape == (0, 4, 19, 22)
+
+
+def test_baseline_isa_path_in_a_subprocess(require_backend):
+    """EFFSEG_SIMD=sse2 selects the x86-64 baseline build of the transforms, which AVX2
+    machines never run otherwise (read once per process, hence a fresh one)."""
+    require_backend("cpp")
+    code = """
+import torch
+from effseg import _native
+from effseg.ops import winograd_conv2d, winograd_conv2d_ref
+assert _native.require().winograd_conv2d_simd() in ("sse2", "neon", "generic")
+g = torch.Generator().manual_seed(0)
+for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+    for N, C, K, H, W, p in [(2, 5, 7, 13, 11, 1), (1, 3, 2, 6, 9, (0, 2)), (1, 17, 9, 31, 33, 2)]:
+        x = torch.randn(N, C, H, W, generator=g, dtype=dtype)
+        w = torch.randn(K, C, 3, 3, generator=g, dtype=dtype)
+        b = torch.randn(K, generator=g, dtype=dtype)
+        y = winograd_conv2d(x, w, b, p, True, backend="cpp")
+        ref = winograd_conv2d_ref(x.double(), w.double(), b.double(), p, True)
+        scale = winograd_conv2d_ref(x.double(), w.double(), b.double(), p).abs().max()
+        assert ((y.double() - ref).abs().max() / scale).item() <= tol, (dtype, C, H, W)
+print("ok")
+"""
+    env = dict(os.environ, EFFSEG_SIMD="sse2")
+    r = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
+                       text=True, timeout=120, cwd=tempfile.gettempdir())  # not the checkout
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
 
 
 def test_explicit_backend_is_used_with_grad(require_backend, monkeypatch):
@@ -320,12 +361,16 @@ def test_torch_compile_computes_weight_t(require_backend):
 def test_torch_export_keeps_the_custom_op(require_backend):
     require_backend("cpp")
     m = Block()
-    x = make(1, 5, 1, 9, 10, seed=11)[0]
-    ep = torch.export.export(m, (x,))
+    x = make(2, 5, 1, 9, 10, seed=11)[0]
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("h", min=3, max=512),
+            3: torch.export.Dim("w", min=3, max=512)}
+    ep = torch.export.export(m, (x,), dynamic_shapes={"x": dims})
     targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
     assert any("effseg.winograd_conv2d" in t for t in targets), targets
     with torch.no_grad():
         check(ep.module()(x), x, m.weight, m.bias, 1, True, TOL[torch.float32])
+        x2 = make(3, 5, 1, 23, 6, seed=15)[0]  # another batch and map size
+        check(ep.module()(x2), x2, m.weight, m.bias, 1, True, TOL[torch.float32])
 
 
 @pytest.mark.parametrize("padding,relu", [(1, True), ((0, 2), False)])

@@ -24,6 +24,7 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
 import torch
 
 import effseg
+from effseg.bench.contenders import export_onnx_peer, plain_copy
 from effseg.bench.timing import machine, median_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,14 +55,6 @@ ORT_PEER_UNAVAILABLE = {
 }
 
 
-def _plain_model(name, model):
-    """The same architecture and weights on plain PyTorch ops (what a user without effseg
-    exports): the zoo model's effseg ops have no translation in torch.onnx."""
-    plain = effseg.create_model(name, 6, backend="ref").eval()
-    plain.load_state_dict(model.state_dict())
-    return plain
-
-
 def _ort_peer(name, model, x, device):
     """ORT on torch.onnx's own export (dynamo), of the model as a user without effseg has it."""
     import onnxruntime as ort
@@ -69,9 +62,10 @@ def _ort_peer(name, model, x, device):
     if name in ORT_PEER_UNAVAILABLE:
         raise RuntimeError(ORT_PEER_UNAVAILABLE[name])
     path = Path(tempfile.mkdtemp()) / "peer.onnx"
-    plain = _plain_model(name, model).to(x.device)
-    torch.onnx.export(plain, (x,), str(path), dynamo=True, opset_version=18)
-    how = "torch.onnx.export(dynamo=True) of the backend='ref' model"
+    # The zoo model's effseg ops have no translation in torch.onnx: export the same
+    # architecture and weights on plain PyTorch ops, as a user without effseg has them.
+    plain, _ = plain_copy(model)
+    how = export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
     so = ort.SessionOptions()
     so.intra_op_num_threads = torch.get_num_threads()
     providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]

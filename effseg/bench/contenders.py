@@ -146,6 +146,33 @@ def export_onnx_peer(model, x, path: Path) -> str:
 _EFFSEG_OP = re.compile(r"No ONNX function found for <OpOverload\(op='effseg\.")
 
 
+def plain_copy(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
+    """A copy of model whose effseg modules run their plain-PyTorch reference (backend
+    "ref"): the same architecture and weights as a user without effseg has them, which
+    torch.onnx can export. Returns (copy, number of modules switched)."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    n = 0
+    for m in plain.modules():
+        if type(m).__module__.startswith("effseg.") and isinstance(getattr(m, "backend", None), str):
+            m.backend = "ref"
+            n += 1
+    return plain, n
+
+
+def _export_peer_or_plain(model, x, path: Path) -> str:
+    """export_onnx_peer, and when effseg's custom ops stop it, the same again on
+    plain_copy(model)."""
+    try:
+        return export_onnx_peer(model, x, path)
+    except RuntimeError as exc:
+        plain, n = plain_copy(model)
+        if "effseg custom ops" not in str(exc) or n == 0:
+            raise
+        return export_onnx_peer(plain, x, path) + f" of the plain-PyTorch form ({n} effseg modules on backend='ref')"
+
+
 def _check_inputs(path: Path) -> None:
     import onnx
 
@@ -191,7 +218,7 @@ def _ort_peer(ctx: Context) -> Runner:
     # ORT reads the file into the session: the folder goes as soon as the session exists.
     with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
         path = Path(tmp) / "peer.onnx"
-        how = export_onnx_peer(ctx.model, ctx.x, path)
+        how = _export_peer_or_plain(ctx.model, ctx.x, path)
         info = {"exporter": how, "checked_on_second_input": _follows_input(ctx, path)}
         if ctx.dtype == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic

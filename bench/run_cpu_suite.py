@@ -39,6 +39,7 @@ KERNELS = {
     "ss2d": ("bench_ss2d.py", ["--quick"]),
     "linear_attention": ("bench_linear_attention.py", ["--quick"]),
     "depthwise_conv2d": ("bench_depthwise_conv.py", ["--quick"]),
+    "winograd_conv2d": ("bench_winograd_conv2d.py", ["--quick"]),
     "distance_transform": ("bench_distance_transform.py", ["--quick"]),
     "losses": ("bench_losses.py", ["--quick"]),
 }

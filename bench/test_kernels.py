@@ -120,6 +120,26 @@ def test_depthwise_conv2d(bench, benchmark, device, k, impl):
     bench(peer if impl == "torch" else ours)
 
 
+# ---- Winograd 3x3 conv: (1, 64, 128, 128) -> 64, bias + ReLU, vs F.conv2d ----------------
+
+@pytest.mark.parametrize("impl", ["torch", "effseg"])
+def test_winograd_conv2d(bench, benchmark, device, impl):
+    from effseg.ops import winograd_conv2d, winograd_weight
+
+    if impl == "effseg":
+        _usable(_fast(device))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 64, 128, 128, generator=g).to(device)
+    w = (torch.randn(64, 64, 3, 3, generator=g) / 24).to(device)
+    b = torch.randn(64, generator=g).to(device)
+    wt = winograd_weight(w)
+    benchmark.group = "winograd_conv2d 1x64x128x128 -> 64, bias+relu"
+    if impl == "torch":
+        bench(lambda: F.relu(F.conv2d(x, w, b, padding=1)))
+    else:
+        bench(lambda: winograd_conv2d(x, w, b, 1, True, weight_t=wt))
+
+
 # ---- exact Euclidean distance transform: 2 blob masks of 256^2 ----------------------------
 
 @pytest.mark.parametrize("impl", ["ref", "effseg", "scipy", "opencv", "cupyx"])

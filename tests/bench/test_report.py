@@ -100,3 +100,28 @@ def test_readme_performance_section_is_current():
     assert START in text and END in text, "README has no perf markers: run python bench/report.py"
     assert splice(text, render(ROOT / "bench" / "results")) == text, \
         "README's performance section is stale: run python bench/report.py"
+
+
+def test_compile_section(tmp_path):
+    import json as _json
+
+    from effseg.bench.perf_report import render
+
+    def c(ms, err=1e-6):
+        return {"median_ms": ms, "rel_err_vs_eager": err}
+
+    data = {"bench": "compile", "device": "cpu", "machine": {"processor": "X", "torch_threads": 2},
+            "input": {"batch": 1, "height": 64, "width": 64, "dtype": "float32"},
+            "target": "best effseg backend <= 0.9x best peer",
+            "results": [
+                {"model": "a", "peers": {"eager": c(100.0), "onnxruntime": c(80.0)},
+                 "effseg": {"inductor": c(60.0)}, "ratio_best_effseg_to_best_peer": 0.75,
+                 "target_met": True},
+                {"model": "b", "peers": {"eager": c(100.0), "torch.compile": c(90.0, 2e-2)},
+                 "effseg": {"eager": c(95.0)}, "without_parity": {"inductor": c(70.0, 2e-2)},
+                 "ratio_best_effseg_to_best_peer": 95 / 90, "target_met": False}]}
+    (tmp_path / "compile-cpu.json").write_text(_json.dumps(data))
+    text = render(tmp_path)
+    assert "| `a` | 100 | onnxruntime | 80 | inductor | 60 | 0.75x | met |" in text
+    assert "| `b` | 100 | torch.compile | 90 | eager | 95 | 1.06x | missed |" in text
+    assert "`b` torch.compile 2.0e-02; `b` inductor 2.0e-02" in text

@@ -44,6 +44,18 @@ def arg(node: fx.Node, i: int, name: str, default=None):
     return node.kwargs.get(name, default)
 
 
+def int_pair(v):
+    """[a, b] from an int, a 1-list or a 2-list/tuple of ints (an aten conv's stride,
+    padding or dilation), else None."""
+    if isinstance(v, int):
+        return [v, v]
+    if isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], int):
+        return [v[0], v[0]]
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+        return list(v)
+    return None
+
+
 def only_users(node: fx.Node, allowed) -> bool:
     return all(u in allowed for u in node.users)
 

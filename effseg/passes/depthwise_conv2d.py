@@ -11,19 +11,9 @@ import torch
 from torch import fx
 
 from ..ops.depthwise_conv2d import MAX_KERNEL
-from ._graph import arg, aten, attr, erase_dead, is_call, val
+from ._graph import arg, aten, attr, erase_dead, int_pair, is_call, val
 
 MIN_FAST_KERNEL = 5
-
-
-def _pair(v):
-    if isinstance(v, int):
-        return [v, v]
-    if isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], int):
-        return [v[0], v[0]]
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return list(v)
-    return None
 
 
 def _match(gm, node):
@@ -47,7 +37,7 @@ def _match(gm, node):
     bv = val(b_n) if b_n is not None else None
     if b_n is not None and (not isinstance(bv, torch.Tensor) or bv.dtype != xv.dtype):
         return None, "bias"
-    stride, pad, dil = (_pair(arg(node, i, n, d)) for i, n, d in
+    stride, pad, dil = (int_pair(arg(node, i, n, d)) for i, n, d in
                         ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)))
     if stride is None or pad is None or dil is None or min(stride + dil) < 1 or min(pad) < 0:
         return None, "stride / padding / dilation"

@@ -18,23 +18,13 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from ._graph import add_param, arg, aten, attr, erase_dead, is_call, val
+from ._graph import add_param, arg, aten, attr, erase_dead, int_pair, is_call, val
 
 # Below these the 36 GEMMs are too small to beat oneDNN's direct kernel (see the bench).
 MIN_CHANNELS = 16
 MIN_OUTPUT_PIXELS = 16 * 16
 BACKENDS = ("eager", "inductor")
 _RELUS = (aten.relu.default, aten.relu_.default)
-
-
-def _ints(v, n=2):
-    if isinstance(v, int):
-        return [v] * n
-    if isinstance(v, (list, tuple)) and len(v) == 1 and isinstance(v[0], int):
-        return [v[0]] * n
-    if isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(i, int) for i in v):
-        return list(v)
-    return None
 
 
 def _match(gm, node):
@@ -50,7 +40,7 @@ def _match(gm, node):
         return None, "shape unknown"
     if xv.dtype != torch.float32 or w.dtype != torch.float32:
         return None, f"dtype {xv.dtype}"
-    stride, pad, dil = (_ints(arg(node, i, n, d)) for i, n, d in
+    stride, pad, dil = (int_pair(arg(node, i, n, d)) for i, n, d in
                         ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1)))
     if stride != [1, 1] or dil != [1, 1] or pad is None or min(pad) < 0:
         return None, "stride / dilation / padding"

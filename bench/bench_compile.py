@@ -24,7 +24,7 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
 import torch
 
 import effseg
-from effseg.bench.contenders import export_onnx_peer, plain_copy
+from effseg.bench.contenders import export_onnx_peer, ort_session, plain_copy
 from effseg.bench.timing import machine, median_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,19 +57,15 @@ ORT_PEER_UNAVAILABLE = {
 
 def _ort_peer(name, model, x, device):
     """ORT on torch.onnx's own export (dynamo), of the model as a user without effseg has it."""
-    import onnxruntime as ort
-
     if name in ORT_PEER_UNAVAILABLE:
         raise RuntimeError(ORT_PEER_UNAVAILABLE[name])
-    path = Path(tempfile.mkdtemp()) / "peer.onnx"
-    # The zoo model's effseg ops have no translation in torch.onnx: export the same
-    # architecture and weights on plain PyTorch ops, as a user without effseg has them.
-    plain, _ = plain_copy(model)
-    how = export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = torch.get_num_threads()
-    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-    sess = ort.InferenceSession(str(path), so, providers=providers)
+    with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
+        path = Path(tmp) / "peer.onnx"
+        # The zoo model's effseg ops have no translation in torch.onnx: export the same
+        # architecture and weights on plain PyTorch ops, as a user without effseg has them.
+        plain, _ = plain_copy(model)
+        how = export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
+        sess = ort_session(path, device, torch.get_num_threads())
     name = sess.get_inputs()[0].name
     xn = x.cpu().numpy()
     return (lambda: sess.run(None, {name: xn})), how

@@ -286,6 +286,11 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     and bias (PyTorch's convolution backward, through the activation).
     """
     _check(x, weight, bias, activation, backend)
+    if backend == "ref":
+        # Plain PyTorch ops, also when traced or exported (as linear_attention's "ref"):
+        # a model on backend="ref" is then what a user without effseg has.
+        return depthwise_conv2d_ref(x, weight, bias, stride=stride, padding=padding,
+                                    dilation=dilation, activation=activation)
     pads, _, st, dil = geometry((x.shape[2], x.shape[3]), (weight.shape[2], weight.shape[3]),
                                 stride, padding, dilation)
     act = _ACT_CODES[activation]

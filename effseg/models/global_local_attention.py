@@ -27,12 +27,17 @@ def reflect_pad_end(x: Tensor, dim: int, pad: int) -> Tensor:
     repeats), so small inputs still run and the padded values stay mirror images.
     """
     n = x.shape[dim]
-    if pad == 0:
-        return x
-    if pad < n:
-        return F.pad(x, (0, pad, 0, 0) if dim == 3 else (0, 0, 0, pad), mode="reflect")
-    period = max(2 * (n - 1), 1)
-    idx = torch.arange(n + pad, device=x.device) % period
+    if isinstance(n, int) and isinstance(pad, int):
+        if pad == 0:
+            return x
+        if pad < n:
+            return F.pad(x, (0, pad, 0, 0) if dim == 3 else (0, 0, 0, pad), mode="reflect")
+    # One index form for every case, so a dynamic-shape export does not bake in which
+    # case held at trace time (it equals F.pad's reflect while pad < n). The period is a
+    # tensor: torch.onnx cannot translate `tensor % SymInt`.
+    idx = torch.arange(n + pad, device=x.device)
+    period = idx.new_full((), max(2 * (n - 1), 1))
+    idx = idx % period
     idx = torch.where(idx < n, idx, period - idx)
     return x.index_select(dim, idx)
 

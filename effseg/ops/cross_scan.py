@@ -26,6 +26,7 @@ from .. import _native, _triton
 from . import _lowering
 from . import _validate as V
 from .selective_scan import _resolve, selective_scan
+from .selective_scan_parallel import selective_scan_parallel
 from .selective_scan_ref import compute_dtype
 
 K_DIRECTIONS = 4
@@ -147,7 +148,7 @@ def _onnx_lowering(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus, backe
     dl = torch.cat([dl[:, g].index_select(-1, maps[g]) for g in range(K)], 1)
     Bs = torch.stack([B[:, g].index_select(-1, maps[g]) for g in range(K)], 1)
     Cs = torch.stack([C[:, g].index_select(-1, maps[g]) for g in range(K)], 1)
-    ys = selective_scan(xs, dl, A, Bs, Cs, D, None, delta_bias, delta_softplus, backend="chunked")
+    ys = selective_scan_parallel(xs, dl, A, Bs, Cs, D, None, delta_bias, delta_softplus)
     ys = ys.reshape(bt, K, du, L)
     steps = torch.arange(L, device=u.device)
     out = None

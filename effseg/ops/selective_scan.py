@@ -338,12 +338,12 @@ def selective_scan(
 
 
 def _onnx_lowering(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, backend):
-    """The chunked form (CumSum/Exp/MatMul/Where): no Loop or Scan node for TensorRT."""
-    from .selective_scan_chunked import EXPORT_CHUNK
+    """All chunks at once (CumSum/Exp/MatMul/Pad/Slice): no Loop or Scan node for TensorRT,
+    and a graph whose size does not grow with L."""
+    from .selective_scan_parallel import selective_scan_parallel
 
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
-                                  initial_state=initial_state, chunk_size=EXPORT_CHUNK,
-                                  checkpoint_chunks=False)
+    return selective_scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, True,
+                                   initial_state=initial_state)
 
 
 _lowering.register(torch.ops.effseg.selective_scan.default, _onnx_lowering)

@@ -48,6 +48,11 @@ class _OrtModel:
         ch = bundle.input["channels"]
         if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != ch:
             raise BundleError(f"model.onnx takes {shape[1]} channels, but meta.json says input.channels {ch}")
+        hw = (bundle.input["height"], bundle.input["width"])
+        if (len(shape) == 4 and not bundle.input["dynamic_hw"] and all(isinstance(d, int) for d in shape[2:])
+                and tuple(shape[2:]) != hw):
+            raise BundleError(f"model.onnx takes {shape[2]}x{shape[3]} images, but meta.json says input "
+                              f"height x width {hw[0]}x{hw[1]}")
         self.input_name, self.output_name = want, bundle.output["name"]
         outputs = [o.name for o in self.session.get_outputs()]
         if self.output_name not in outputs:

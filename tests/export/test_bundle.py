@@ -251,3 +251,25 @@ def test_tampered_engine_is_refused(tmp_path):
     (folder / "model.engine").write_bytes(b"serialized engine stand-In")
     with pytest.raises(BundleError, match="model.engine does not match"):
         load_bundle(folder)
+
+
+def test_external_data_travels_with_the_model_and_is_verified(tmp_path):
+    import onnx
+    from bundle_cases import conv_net
+
+    src = tmp_path / "src"
+    src.mkdir()
+    model = onnx.load(str(conv_net(tmp_path / "plain.onnx", height=16, width=16)))
+    onnx.save_model(model, str(src / "net.onnx"), save_as_external_data=True, location="net.weights",
+                    size_threshold=0)
+    meta = bundle_meta(architecture="tinyconv", num_classes=4, input_shape=(3, 16, 16), mean=MEAN, std=STD)
+    folder = write_bundle(tmp_path / "b", src / "net.onnx", meta=meta)
+    assert set(load_bundle(folder).meta["files"]) == {"model.onnx", "net.weights"}
+    img = np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    want = Predictor(make_bundle(tmp_path, name="ref", kernel=3, height=16, width=16)).predict(img)
+    np.testing.assert_array_equal(Predictor(folder).predict(img), want)
+    data = bytearray((folder / "net.weights").read_bytes())
+    data[0] ^= 0x10
+    (folder / "net.weights").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="net.weights does not match"):
+        load_bundle(folder)

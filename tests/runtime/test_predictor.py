@@ -133,6 +133,12 @@ def test_meta_channels_disagreeing_with_the_onnx(tmp_path):
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="model.onnx takes 3 channels, but meta.json says input.channels 4"):
         Predictor(folder)
+    meta["input"]["channels"] = 3
+    meta["normalize"] = {"mean": [0.0] * 3, "std": [1.0] * 3}
+    meta["input"]["height"] = 32
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="model.onnx takes 16x16 images, but meta.json says input height x width 32x16"):
+        Predictor(folder)
 
 
 def test_colorize_and_its_errors(tmp_path):

@@ -132,6 +132,21 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    # Only effseg.runtime here: this path must work on a device without torch.
+    from .runtime.bundle import BundleError
+    from .runtime.predictor import Predictor
+
+    try:
+        predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads)
+        written = predictor.run(args.input, args.out, progress=not args.no_progress)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"effseg run: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(written) // 2} image(s) -> {args.out} ({predictor.backend})")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="effseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +200,17 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=512, help="image side for --flops (default 512)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=_cmd_models)
+    p = sub.add_parser("run", help="segment an image or a folder with an exported bundle (no torch needed)",
+                       description="Writes <name>_labels.png (class indices) and <name>_color.png (palette) "
+                                   "for each image. Images of any size: tiled or padded as the bundle says.")
+    p.add_argument("bundle", help="bundle folder (model.onnx, meta.json[, model.engine])")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
+                   help="auto: the bundle's TensorRT engine when it runs here, else ONNX Runtime")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(fn=_cmd_run)
     if argv is None:
         argv = sys.argv[1:]
         _maybe_reexec_for_malloc(argv)

@@ -147,6 +147,37 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    from .export.pipeline import BundleOptions, ExportRefused, export_bundle
+
+    opts = BundleOptions(
+        size=args.size, num_classes=args.num_classes, in_channels=args.in_channels, arch=args.arch,
+        trusted=args.trusted, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
+        engine=args.engine, workspace=args.workspace, trt_version=args.trt_version,
+        allow_fatal=args.allow_fatal, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
+        opset=args.opset, argmax=args.argmax,
+        classes=args.classes.split(",") if args.classes else None, progress=not args.no_progress)
+    try:
+        summary = export_bundle(args.model, args.out, opts)
+    except ExportRefused as exc:
+        print(f"effseg export: refused: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"effseg export: error: {exc}", file=sys.stderr)
+        return 2
+    e = summary["export"]
+    par = e.get("parity") or {}
+    fig = (f"rel err {par['rel_err']:.1e}" if "rel_err" in par else
+           f"argmax agreement {par.get('argmax_agreement', 0):.4f}" if par else "not checked")
+    print(f"{summary['model']} -> {summary['bundle']} ({summary['precision']}, opset {e['opset']}, "
+          f"{e['nodes']} nodes, export {e['export_s']:.0f} s, ONNX Runtime parity: {fig})")
+    if "int8" in summary:
+        q = summary["int8"]
+        print(f"INT8: argmax agreement with fp32 {q.get('argmax_agreement', float('nan')):.4f}, "
+              f"mIoU difference {q.get('miou_diff', float('nan')):.4f}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="effseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +231,37 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=512, help="image side for --flops (default 512)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(fn=_cmd_models)
+    p = sub.add_parser(
+        "export", help="export a model to a deployment bundle (ONNX, meta.json[, engine])",
+        description="Writes OUT/model.onnx and OUT/meta.json (architecture, classes, palette, mean/std, "
+                    "input size, tile size, versions, sha256 of every file), checked in ONNX Runtime "
+                    "against PyTorch and against TensorRT's ONNX parser rules (--trt-version). "
+                    "Run it with `effseg run OUT IMAGES --out DIR`.")
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
+                   help="zoo name, PATH.ckpt (with --arch) or module:callable")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint")
+    p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
+    p.add_argument("--size", type=int, default=512, help="input side the graph is built for (default 512)")
+    p.add_argument("--num-classes", type=int, default=6)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--classes", default=None, help="comma-separated class names for meta.json")
+    p.add_argument("--fp16", action="store_true", help="typed fp16 graph (what TensorRT 11 needs for fp16)")
+    p.add_argument("--int8", action="store_true", help="INT8 Q/DQ graph calibrated on --calib images")
+    p.add_argument("--calib", default=None, metavar="DIR", help="calibration images for --int8")
+    p.add_argument("--calib-method", default="entropy", choices=["entropy", "percentile", "minmax"])
+    p.add_argument("--engine", action="store_true", help="also build model.engine (needs TensorRT here)")
+    p.add_argument("--workspace", default="1GiB", help="TensorRT builder workspace (default 1GiB)")
+    p.add_argument("--trt-version", default="10.3", help="TensorRT the graph is checked against "
+                                                         "(10.3 = JetPack 6; 11 for newer stacks)")
+    p.add_argument("--allow-fatal", action="store_true",
+                   help="write the bundle even when TensorRT would reject the graph (warn only)")
+    p.add_argument("--dynamic-batch", action="store_true")
+    p.add_argument("--dynamic-hw", action="store_true", help="free H and W (multiples of 32)")
+    p.add_argument("--opset", type=int, default=17, choices=[17, 18])
+    p.add_argument("--argmax", action="store_true", help="output the class map instead of logits")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=_cmd_export)
     p = sub.add_parser("run", help="segment an image or a folder with an exported bundle (no torch needed)",
                        description="Writes <name>_labels.png (class indices) and <name>_color.png (palette) "
                                    "for each image. Images of any size: tiled or padded as the bundle says.")

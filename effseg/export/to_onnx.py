@@ -119,8 +119,8 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
     half-precision graph (weights and activations fp16; the selective scan keeps an fp32
     state), which is what TensorRT 11 needs to build in half precision. argmax: output
     the int32 class map (N, H, W) instead of logits.
-    check: run the file in ONNX Runtime (CPU) on a random input and compare with the
-    PyTorch model in fp32; fp32 must agree within 1e-4 x the output scale, fp16 within
+    check: run the file in ONNX Runtime (CPU) on a random input (and, for a dynamic
+    export, on a second shape too) and compare with the PyTorch model in fp32; fp32 must agree within 1e-4 x the output scale, fp16 within
     2e-2 with >= 99.5% argmax agreement; otherwise effseg.ParityError with the figures.
     """
     model, path = _check_args(model, path, dtype, opset, max_hw)
@@ -142,13 +142,14 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
     example = torch.randn(trace_shape, generator=gen).to(tdtype)
     proto = export_onnx(net, (example,), path, opset=18, dynamic_shapes=dyn,
                         input_names=["input"], output_names=["labels" if argmax else "logits"])
-    if opset == 17:
-        import onnx
+    import onnx
 
+    if opset == 17:
         from .opset import downgrade_to_17
 
         proto = downgrade_to_17(proto)
-        onnx.save(proto, str(path))
+    _name_dynamic_dims(proto)
+    onnx.save(proto, str(path))
     export_s = time.perf_counter() - t0
     ops = {}
     for n in proto.graph.node:
@@ -161,8 +162,30 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
     if check:
         _log(progress, "checking ONNX Runtime against PyTorch")
         report.parity = check_parity(path, model, x32, dtype=dtype, argmax=argmax)
+        if dynamic_batch or dynamic_hw:
+            # A dim that tracing silently fixed would only show at another size.
+            other = (shape[0] + 1 if dynamic_batch else shape[0], shape[1],
+                     *((d + m if d + m <= max_hw else max(m, d - m)) if dynamic_hw else d for d in shape[2:]))
+            fig = check_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
+            report.parity["second_shape"] = {"shape": list(other), **fig}
     _log(progress, f"wrote {path} ({report.nodes} nodes, {report.bytes / 1e6:.1f} MB, {export_s:.1f} s)")
     return report
+
+
+def _name_dynamic_dims(proto) -> None:
+    """torch.export's symbols (s77, 32*s75) become batch / height / width, the names
+    TensorRT's profile errors and Netron show."""
+    names = {}
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    for axis, name in ((0, "batch"), (2, "height"), (3, "width")):
+        if axis < len(dims) and dims[axis].dim_param:
+            names[dims[axis].dim_param] = name
+    if not names:
+        return
+    for vi in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.dim_param in names:
+                d.dim_param = names[d.dim_param]
 
 
 def ort_run(path, x):

@@ -61,8 +61,10 @@ _cached_maps = lru_cache(maxsize=64)(_build_maps)
 def cross_scan_maps(H: int, W: int, device=None) -> Tensor:
     """(4, H*W) int32: step t of scan g visits row-major position maps[g, t]."""
     # Traced graphs (torch.compile / export) build the map as graph constants instead.
-    build = _build_maps if torch.compiler.is_compiling() else _cached_maps
-    m = build(int(H), int(W))
+    if torch.compiler.is_compiling():
+        m = _build_maps(H, W)  # H, W may be symbolic (dynamic-shape export): no int()
+    else:
+        m = _cached_maps(int(H), int(W))
     return m if device is None else m.to(device)
 
 
@@ -183,7 +185,8 @@ def cross_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     gradients, or for backend "chunked"/"ref", the re-ordered copies are built and the
     grouped selective_scan (with its backward) runs on that backend.
     """
-    H, W = int(H), int(W)
+    if not torch.compiler.is_compiling():
+        H, W = int(H), int(W)
     if H < 1 or W < 1:
         raise ValueError(f"H and W must be >= 1, got H={H}, W={W}")
     _check(u, delta, A, B, C, D, delta_bias, H, W)

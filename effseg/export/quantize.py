@@ -157,6 +157,10 @@ def _session(model_or_path, ort):
     return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
 
 
+class _Cache(list):
+    """Calibration batches kept for validation when the calibration data is one-shot."""
+
+
 def _progress(it, desc: str, total, enabled: bool):
     if not enabled:
         return it
@@ -337,9 +341,9 @@ def _validate(fp32_path, int8_path, spec, data, *, mean, std, max_images, progre
     agree = total = images = 0
     cms = {}
     batch = spec.batch or calib_data.DYNAMIC_BATCH
-    it = data if isinstance(data, list) else calib_data.batches(data, spec, mean=mean, std=std,
-                                                                 max_images=max_images, name=name)
-    total_hint = len(data) if isinstance(data, list) else calib_data.size_hint(data, batch)
+    cached = isinstance(data, _Cache)
+    it = data if cached else calib_data.batches(data, spec, mean=mean, std=std, max_images=max_images, name=name)
+    total_hint = len(data) if cached else calib_data.size_hint(data, batch)
     for x, y, n in _progress(it, "validating", total_hint, progress):
         o32 = s32.run([out_name], {spec.name: x})[0][:n]
         o8 = s8.run([out_name], {spec.name: x})[0][:n]
@@ -437,7 +441,7 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
         raise ValueError(f"onnx_path: no Conv, ConvTranspose, MatMul or Gemm to quantise in {src.name}")
     activations = list(dict.fromkeys(t for _, _, t, kind in plan if kind == "activation"))
 
-    cache = [] if validation is None and not calib_data.is_reiterable(calibration) else None
+    cache = _Cache() if validation is None and not calib_data.is_reiterable(calibration) else None
     hists, images = _collect(model, spec, activations, calibration, mean=mean, std=std,
                              max_images=max_images, progress=progress, cache=cache)
     thresholds = {a: calibrate.threshold(h, method, percentile=percentile) for a, h in hists.items()}

@@ -89,6 +89,8 @@ def percentile_threshold(hist: Histogram, percentile: float = 99.99) -> float:
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    if q.sum() <= 0:
+        return float("inf")
     p = p / p.sum()
     q = q / q.sum()
     m = p > 0

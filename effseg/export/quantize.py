@@ -15,6 +15,7 @@ in ONNX Runtime on the CPU, which is how it is checked here.
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,13 +132,19 @@ def _weight_axis(node, index: int, ndim: int) -> int | None:
     return None
 
 
-def _plan(model):
+def _plan(model, exclude=(), activation_matmuls: bool = True):
     """[(node, input index, tensor name, 'weight'|'activation')] for every quantised input."""
     consts = _constants(model)
     is_float = _float_types(model)
     plan = []
     for node in model.graph.node:
-        for idx in QUANTIZED_INPUTS.get(node.op_type, ()):
+        wanted = QUANTIZED_INPUTS.get(node.op_type, ())
+        if not wanted or any(fnmatch.fnmatchcase(node.name, pat) for pat in exclude):
+            continue
+        inputs = [node.input[i] for i in wanted if i < len(node.input) and node.input[i]]
+        if not activation_matmuls and node.op_type in ("MatMul", "Gemm") and not any(i in consts for i in inputs):
+            continue
+        for idx in wanted:
             if idx >= len(node.input) or not node.input[idx]:
                 continue
             name = node.input[idx]
@@ -402,7 +409,8 @@ def _save(model, dst: Path) -> None:
 
 def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=IMAGENET_MEAN,
              std=IMAGENET_STD, validation=None, per_channel: bool = True, max_images: int | None = None,
-             progress: bool = True, percentile: float = 99.99) -> QuantReport:
+             progress: bool = True, percentile: float = 99.99, exclude=(),
+             activation_matmuls: bool = True) -> QuantReport:
     """Write an INT8 (explicit Q/DQ) copy of the fp32 ONNX model at `onnx_path` to `out_path`.
 
     calibration: image folder or path, list of image paths, preprocessed (N, C, H, W)
@@ -414,6 +422,11 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
     per_channel: one weight scale per output channel (else one per tensor).
     max_images: use at most this many calibration (and validation) samples.
     progress: tqdm bars when tqdm is installed.
+    percentile: the percentile of |x| that method="percentile" takes.
+    exclude: node names (fnmatch patterns) to leave in fp32.
+    activation_matmuls: also quantise MatMul/Gemm nodes with no constant input (attention
+        products, the chunked selective scan); False keeps those in fp32, where int8's
+        single per-tensor scale may not hold their dynamic range.
     """
     onnx, _ = _onnx()
     calibrate.check_method(method)
@@ -436,7 +449,9 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
             raise ValueError(f"onnx_path: opset {opset} is below {MIN_OPSET} (needed for per-channel "
                              f"DequantizeLinear) and could not be converted: {exc}") from exc
     spec = _input_spec(model)
-    plan, consts = _plan(model)
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    plan, consts = _plan(model, tuple(exclude), activation_matmuls)
     if not plan:
         raise ValueError(f"onnx_path: no Conv, ConvTranspose, MatMul or Gemm to quantise in {src.name}")
     activations = list(dict.fromkeys(t for _, _, t, kind in plan if kind == "activation"))

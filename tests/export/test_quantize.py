@@ -413,3 +413,45 @@ def test_handmade_graph_axes_and_class_map_output(tmp_path, argmax):
     assert 0.0 <= report.pixel_agreement <= 1.0
 
 
+
+
+def _attention_like(path):
+    """Conv -> an activation x activation MatMul (as in attention or the chunked scan) -> a weight MatMul."""
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "wc"], ["c"], name="conv"),  # (1, 4, 4, 4)
+        helper.make_node("Reshape", ["c", "s3"], ["r"]),  # (1, 4, 16)
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),  # (1, 16, 4)
+        helper.make_node("MatMul", ["r", "t"], ["a"], name="gram"),  # (1, 4, 4)
+        helper.make_node("MatMul", ["a", "wm"], ["b"], name="proj"),  # (1, 4, 4)
+        helper.make_node("Reshape", ["b", "s4"], ["logits"]),  # (1, 4, 2, 2)
+    ]
+    graph = helper.make_graph(
+        nodes, "attention_like",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 2, 2])],
+        initializer=[numpy_helper.from_array(rng.normal(size=(4, 3, 1, 1)).astype(np.float32), "wc"),
+                     numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), "wm"),
+                     numpy_helper.from_array(np.array([1, 4, 16], np.int64), "s3"),
+                     numpy_helper.from_array(np.array([1, 4, 2, 2], np.int64), "s4")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+
+
+@pytest.mark.parametrize(("kwargs", "quantized"), [
+    ({}, {"conv", "gram", "proj"}),
+    ({"activation_matmuls": False}, {"conv", "proj"}),
+    ({"exclude": ["pro*"]}, {"conv", "gram"}),
+    ({"exclude": "conv", "activation_matmuls": False}, {"proj"}),
+])
+def test_exclude_and_activation_matmuls(tmp_path, kwargs, quantized):
+    _attention_like(tmp_path / "a.onnx")
+    x = np.random.default_rng(1).normal(size=(3, 3, 4, 4)).astype(np.float32)
+    report = quantize(tmp_path / "a.onnx", tmp_path / "q.onnx", x, method="minmax", progress=False, **kwargs)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    prod = _producers(model)
+    fed = {n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul")
+           and all(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input[:2])}
+    untouched = {n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul")
+                 and not any(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input[:2])}
+    assert fed == quantized and untouched == {"conv", "gram", "proj"} - quantized
+    assert report.quantized_nodes == len(quantized)

@@ -50,21 +50,21 @@ def is_reiterable(data) -> bool:
         return False
 
 
-def size_hint(data, batch: int) -> int | None:
-    """Number of batches when it can be known without consuming `data` (for progress)."""
+def size_hint(data, max_images: int | None = None) -> int | None:
+    """Number of samples when it is known without consuming `data` (for progress bars)."""
+    n = None
     if _is_path(data):
         try:
-            return -(-len(list_images(data)) // batch)
+            n = len(list_images(data))
         except OSError:
-            return None
-    if isinstance(data, np.ndarray):
-        return -(-len(data) // batch) if data.ndim == 4 else None
-    if isinstance(data, (list, tuple)) and data and all(_is_path(p) for p in data):
-        return -(-len(data) // batch)
-    try:
-        return len(data)
-    except TypeError:
-        return None
+            n = None
+    elif isinstance(data, np.ndarray):
+        n = len(data) if data.ndim == 4 else None
+    elif isinstance(data, (list, tuple)) and data and all(_is_path(p) for p in data):
+        n = len(data)
+    if n is not None and max_images is not None:
+        n = min(n, max_images)
+    return n
 
 
 def resize_bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -169,13 +169,23 @@ class _Cache(list):
 
 
 def _progress(it, desc: str, total, enabled: bool):
-    if not enabled:
-        return it
+    """Yield the (x, y, n) batches of `it`, counting images on a tqdm bar when there is one."""
+    bar = None
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            bar = tqdm(desc=desc, total=total, unit="img")
     try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, desc=desc, total=total, unit="batch")
+        for item in it:
+            yield item
+            if bar is not None:
+                bar.update(item[2])
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _collect(model, spec, activations, data, *, mean, std, max_images, progress, cache):
@@ -193,9 +203,8 @@ def _collect(model, spec, activations, data, *, mean, std, max_images, progress,
     sess = _session(probe, ort)
     hists = {a: calibrate.Histogram() for a in activations}
     images = 0
-    batch = spec.batch or calib_data.DYNAMIC_BATCH
     it = calib_data.batches(data, spec, mean=mean, std=std, max_images=max_images, name="calibration")
-    for x, y, n in _progress(it, "calibrating", calib_data.size_hint(data, batch), progress):
+    for x, y, n in _progress(it, "calibrating", calib_data.size_hint(data, max_images), progress):
         if cache is not None:
             cache.append((x, y, n))
         images += n
@@ -347,10 +356,9 @@ def _validate(fp32_path, int8_path, spec, data, *, mean, std, max_images, progre
     out_name = s32.get_outputs()[0].name
     agree = total = images = 0
     cms = {}
-    batch = spec.batch or calib_data.DYNAMIC_BATCH
     cached = isinstance(data, _Cache)
     it = data if cached else calib_data.batches(data, spec, mean=mean, std=std, max_images=max_images, name=name)
-    total_hint = len(data) if cached else calib_data.size_hint(data, batch)
+    total_hint = sum(n for _, _, n in data) if cached else calib_data.size_hint(data, max_images)
     for x, y, n in _progress(it, "validating", total_hint, progress):
         o32 = s32.run([out_name], {spec.name: x})[0][:n]
         o8 = s8.run([out_name], {spec.name: x})[0][:n]
@@ -418,7 +426,8 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
         -- see effseg.export.calib_data for how images are fitted and normalised.
     method: "entropy" (Migacz's KL search), "percentile" (`percentile` of |x|) or "minmax".
     mean, std: per-channel normalisation of image files, in 0-255 units.
-    validation: data in the same forms to measure agreement on; None reuses calibration.
+    validation: data in the same forms to measure agreement on; None reuses calibration
+        (a one-shot iterator's batches are then kept in memory for the second pass).
     per_channel: one weight scale per output channel (else one per tensor).
     max_images: use at most this many calibration (and validation) samples.
     progress: tqdm bars when tqdm is installed.

@@ -415,7 +415,7 @@ def test_handmade_graph_axes_and_class_map_output(tmp_path, argmax):
 
 
 
-def _attention_like(path):
+def _attention_like(path, opset=13):
     """Conv -> an activation x activation MatMul (as in attention or the chunked scan) -> a weight MatMul."""
     rng = np.random.default_rng(0)
     nodes = [
@@ -434,7 +434,7 @@ def _attention_like(path):
                      numpy_helper.from_array(rng.normal(size=(4, 4)).astype(np.float32), "wm"),
                      numpy_helper.from_array(np.array([1, 4, 16], np.int64), "s3"),
                      numpy_helper.from_array(np.array([1, 4, 2, 2], np.int64), "s4")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8), str(path))
 
 
 @pytest.mark.parametrize(("kwargs", "quantized"), [
@@ -455,3 +455,13 @@ def test_exclude_and_activation_matmuls(tmp_path, kwargs, quantized):
                  and not any(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input[:2])}
     assert fed == quantized and untouched == {"conv", "gram", "proj"} - quantized
     assert report.quantized_nodes == len(quantized)
+
+
+def test_old_opset_is_raised_to_13(tmp_path):
+    _attention_like(tmp_path / "a.onnx", opset=11)
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 4)).astype(np.float32)
+    quantize(tmp_path / "a.onnx", tmp_path / "q.onnx", x, method="minmax", progress=False)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert any(a.name == "axis" for n in model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
+    np.testing.assert_allclose(_run(tmp_path / "q.onnx", x[:1]), _run(tmp_path / "a.onnx", x[:1]), rtol=0.1, atol=0.1)

@@ -464,4 +464,6 @@ def test_old_opset_is_raised_to_13(tmp_path):
     model = onnx.load(str(tmp_path / "q.onnx"))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
     assert any(a.name == "axis" for n in model.graph.node if n.op_type == "DequantizeLinear" for a in n.attribute)
-    np.testing.assert_allclose(_run(tmp_path / "q.onnx", x[:1]), _run(tmp_path / "a.onnx", x[:1]), rtol=0.1, atol=0.1)
+    y8, y32 = _run(tmp_path / "q.onnx", x[:1]), _run(tmp_path / "a.onnx", x[:1])
+    # The Gram product spans a wide range with one per-tensor scale: a few % of it is expected.
+    assert np.abs(y8 - y32).max() < 0.1 * np.abs(y32).max()

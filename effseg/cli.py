@@ -173,8 +173,8 @@ def _cmd_export(args) -> int:
           f"{e['nodes']} nodes, export {e['export_s']:.0f} s, ONNX Runtime parity: {fig})")
     if "int8" in summary:
         q = summary["int8"]
-        print(f"INT8: argmax agreement with fp32 {q.get('argmax_agreement', float('nan')):.4f}, "
-              f"mIoU difference {q.get('miou_diff', float('nan')):.4f}")
+        print(f"INT8 ({q['method']}, {q['calibration_images']} calibration images): pixel argmax agreement "
+              f"with fp32 {q['pixel_agreement']:.4f}, mIoU against the fp32 labels {q['miou']:.4f}")
     return 0
 
 

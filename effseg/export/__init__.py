@@ -9,10 +9,29 @@ from .engine import (
            profile_shapes,
 )
 from .onnx import decomposition_table, export_onnx, onnx_op_types
+from .quantize import QuantReport, quantize
 from .tensorrt_check import Finding, check_tensorrt, fatal, format_findings
 from .to_onnx import ExportReport, check_parity, to_onnx
 
-__all__ = ["ExportReport", "Finding", "build_engine", "builder_flags", "bundle_meta", "check_parity",
-           "check_tensorrt", "decomposition_table", "default_palette", "export_onnx", "fatal",
-           "format_findings", "onnx_op_types", "parse_size", "parse_version", "profile_shapes",
-           "to_onnx", "write_bundle"]
+__all__ = [
+           "ExportReport",
+           "Finding",
+           "QuantReport",
+           "build_engine",
+           "builder_flags",
+           "bundle_meta",
+           "check_parity",
+           "check_tensorrt",
+           "decomposition_table",
+           "default_palette",
+           "export_onnx",
+           "fatal",
+           "format_findings",
+           "onnx_op_types",
+           "parse_size",
+           "parse_version",
+           "profile_shapes",
+           "quantize",
+           "to_onnx",
+           "write_bundle",
+]

@@ -1,5 +1,17 @@
-"""TensorRT: needs the tensorrt package and its libraries, absent on these machines."""
+"""TensorRT: the rewritten graph through effseg's ONNX export and effseg.export.build_engine,
+run on the caller's CUDA tensors (TensorRT 10/11: set_tensor_address + execute_async_v3
+on torch's current stream, so no host copies). TensorRT cannot be installed on the
+machines effseg is developed on: this path has not run there.
+"""
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+_KEYS = {"precision", "workspace", "timing_cache", "opset"}
 
 
 def usable(device) -> tuple[bool, str]:
@@ -9,9 +21,55 @@ def usable(device) -> tuple[bool, str]:
         return False, f"the 'tensorrt' Python package does not import ({type(exc).__name__}: {exc})"
     if device.type != "cuda":
         return False, "TensorRT runs on CUDA devices only"
-    return False, "effseg has no TensorRT engine builder yet (effseg.export.tensorrt)"
+    return True, ""
+
+
+class TrtRunner:
+    def __init__(self, engine_bytes: bytes, out_spec, device):
+        import tensorrt as trt
+
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.dtypes = {n: torch.from_numpy(trt.nptype(self.engine.get_tensor_dtype(n))(0).reshape(1)).dtype
+                       for n in names}
+        self.out_spec, self.device = out_spec, device
+
+    def __call__(self, x):
+        x = x.to(self.dtypes[self.input]).contiguous()
+        self.context.set_input_shape(self.input, tuple(x.shape))
+        self.context.set_tensor_address(self.input, x.data_ptr())
+        outs = []
+        for name in self.outputs:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name], device=self.device)
+            self.context.set_tensor_address(name, out.data_ptr())
+            outs.append(out)
+        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed (see TensorRT's log)")
+        return tree_unflatten(outs, self.out_spec)
 
 
 def build(gm, example, *, device, options):
-    _, why = usable(device)
-    raise RuntimeError(f"backend 'tensorrt' is unusable: {why}")
+    bad = set(options) - _KEYS
+    if bad:
+        raise TypeError(f"backend 'tensorrt' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
+    ok, why = usable(device)
+    if not ok:
+        raise RuntimeError(f"backend 'tensorrt' is unusable: {why}")
+    from ...export import build_engine, export_onnx
+    from .onnxruntime import _AsModule
+
+    with torch.no_grad():
+        want = gm(example)
+    leaves, spec = tree_flatten(want)
+    precision = options.get("precision", "fp16" if example.dtype == torch.float16 else "fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, engine_path = Path(tmp) / "model.onnx", Path(tmp) / "model.engine"
+        export_onnx(_AsModule(gm), (example,), onnx_path, opset=options.get("opset", 18),
+                    input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+        build_engine(onnx_path, engine_path, workspace=options.get("workspace", "1GiB"),
+                     timing_cache=options.get("timing_cache"), precision=precision, progress=False)
+        return TrtRunner(engine_path.read_bytes(), spec, device)

@@ -140,8 +140,12 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
     trace_shape = (max(2, shape[0]) if dynamic_batch else shape[0], shape[1],
                    *((max(2 * m, d) if dynamic_hw else d) for d in shape[2:]))
     example = torch.randn(trace_shape, generator=gen).to(tdtype)
-    proto = export_onnx(net, (example,), path, opset=18, dynamic_shapes=dyn,
-                        input_names=["input"], output_names=["labels" if argmax else "logits"])
+    from ..ops.selective_scan_parallel import max_scan_length
+
+    # A scan over a dynamic feature map can be as long as max_hw^2 steps (stride 1).
+    with max_scan_length(max_hw * max_hw):
+        proto = export_onnx(net, (example,), path, opset=18, dynamic_shapes=dyn,
+                            input_names=["input"], output_names=["labels" if argmax else "logits"])
     import onnx
 
     if opset == 17:

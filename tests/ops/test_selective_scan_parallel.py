@@ -3,7 +3,11 @@ chunks) against the sequential reference."""
 import pytest
 import torch
 
-from effseg.ops.selective_scan_parallel import compose_prefix, max_scan_length, selective_scan_parallel
+from effseg.ops.selective_scan_parallel import (
+    compose_prefix,
+    max_scan_length,
+    selective_scan_parallel,
+)
 from effseg.ops.selective_scan_ref import selective_scan_ref
 
 TOL = 2e-5  # fp32, relative to the output scale
@@ -11,7 +15,7 @@ TOL = 2e-5  # fp32, relative to the output scale
 
 def _inputs(b, d, n, L, groups, seed=0):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g)
     u, delta, z = r(b, d, L), torch.rand(b, d, L, generator=g) * 2, r(b, d, L)
     A = -torch.rand(d, n, generator=g) * 8
     if groups is None:
@@ -61,6 +65,5 @@ def test_bad_arguments():
     u, delta, A, B, C, *_ = _inputs(1, 2, 2, 5, 0)
     with pytest.raises(ValueError, match="chunk_size"):
         selective_scan_parallel(u, delta, A, B, C, chunk_size=0)
-    with pytest.raises(ValueError, match="n must be"):
-        with max_scan_length(0):
-            pass
+    with pytest.raises(ValueError, match="n must be"), max_scan_length(0):
+        pass

@@ -72,6 +72,20 @@ class _AsModule(torch.nn.Module):
         return self.gm(x)
 
 
+def export_graph(gm, example, path, opset: int, backend: str):
+    """effseg's ONNX export of a captured graph: (proto, output leaves, output spec)."""
+    from ...export import export_onnx
+
+    with torch.no_grad():
+        want = gm(example)
+    leaves, spec = tree_flatten(want)
+    if not all(isinstance(t, torch.Tensor) for t in leaves):
+        raise TypeError(f"backend {backend!r} needs a model that returns tensors only")
+    proto = export_onnx(_AsModule(gm), (example,), path, opset=opset,
+                        input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+    return proto, leaves, spec
+
+
 def build(gm, example, *, device, options):
     bad = set(options) - _KEYS
     if bad:
@@ -81,17 +95,9 @@ def build(gm, example, *, device, options):
         raise RuntimeError(f"backend 'onnxruntime' is unusable: {why}")
     import onnxruntime as ort
 
-    from ...export import export_onnx
-
-    with torch.no_grad():
-        want = gm(example)
-    leaves, spec = tree_flatten(want)
-    if not all(isinstance(t, torch.Tensor) for t in leaves):
-        raise TypeError("backend 'onnxruntime' needs a model that returns tensors only")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        proto = export_onnx(_AsModule(gm), (example,), path, opset=options.get("opset", 18),
-                            input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+        proto, leaves, spec = export_graph(gm, example, Path(tmp) / "model.onnx", options.get("opset", 18),
+                                           "onnxruntime")
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.get("intra_op_num_threads", torch.get_num_threads())
     so.graph_optimization_level = options.get("graph_optimization_level",

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_unflatten
 
 _KEYS = {"precision", "workspace", "timing_cache", "opset"}
 
@@ -59,17 +59,13 @@ def build(gm, example, *, device, options):
     ok, why = usable(device)
     if not ok:
         raise RuntimeError(f"backend 'tensorrt' is unusable: {why}")
-    from ...export import build_engine, export_onnx
-    from .onnxruntime import _AsModule
+    from ...export import build_engine
+    from .onnxruntime import export_graph
 
-    with torch.no_grad():
-        want = gm(example)
-    leaves, spec = tree_flatten(want)
     precision = options.get("precision", "fp16" if example.dtype == torch.float16 else "fp32")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, engine_path = Path(tmp) / "model.onnx", Path(tmp) / "model.engine"
-        export_onnx(_AsModule(gm), (example,), onnx_path, opset=options.get("opset", 18),
-                    input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+        _, _, spec = export_graph(gm, example, onnx_path, options.get("opset", 18), "tensorrt")
         build_engine(onnx_path, engine_path, workspace=options.get("workspace", "1GiB"),
                      timing_cache=options.get("timing_cache"), precision=precision, progress=False)
         return TrtRunner(engine_path.read_bytes(), spec, device)

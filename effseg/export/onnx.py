@@ -44,11 +44,15 @@ def export_onnx(
     dynamic_shapes=None,
     input_names: list | None = None,
     output_names: list | None = None,
+    shape_samples: list | None = None,
+    guard_report: list | None = None,
 ):
     """Export `model(*args)` to an ONNX file at `path` and return the onnx.ModelProto.
 
     Raises RuntimeError if the graph still contains an op TensorRT cannot take
-    (Loop, Scan, Einsum, sequences).
+    (Loop, Scan, Einsum, sequences). With `shape_samples` (input shapes a dynamic export
+    must serve), the shape guards recorded while lowering that are false at one of them
+    are appended to `guard_report` as (guard, shape) (see effseg.export.guards).
     """
     try:
         import onnx
@@ -60,6 +64,10 @@ def export_onnx(
     with torch.no_grad():
         ep = torch.export.export(model, args, dynamic_shapes=dynamic_shapes)
         ep = ep.run_decompositions(decomposition_table())
+        if shape_samples and guard_report is not None:
+            from .guards import violated_guards
+
+            guard_report.extend(violated_guards(ep, shape_samples))
         program = torch.onnx.export(ep, args, dynamo=True, opset_version=opset,
                                     input_names=input_names, output_names=output_names,
                                     verbose=False)
@@ -69,3 +77,4 @@ def export_onnx(
     if bad:
         raise RuntimeError(f"exported graph contains ops TensorRT rejects: {sorted(bad)}")
     return proto
+

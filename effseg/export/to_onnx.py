@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..compile.parity import ParityError, parity_figures
+from .guards import check_guard_shapes, sample_shapes
 from .onnx import export_onnx, onnx_op_types
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -144,7 +146,11 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
 
     # A scan over a dynamic feature map can be as long as max_hw^2 steps (stride 1).
     with max_scan_length(max_hw * max_hw):
-        proto = export_onnx(net, (example,), path, opset=18, dynamic_shapes=dyn,
+        samples = sample_shapes(shape, batch_max=MAX_BATCH if dynamic_batch else None,
+                                hw_multiple=m if dynamic_hw else None, hw_max=max_hw) if dyn else None
+        guards = []
+        proto = export_onnx(net, (example,), path, opset=18, dynamic_shapes=dyn, shape_samples=samples,
+                            guard_report=guards,
                             input_names=["input"], output_names=["labels" if argmax else "logits"])
     import onnx
 
@@ -172,6 +178,14 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
                      *((d + m if d + m <= max_hw else max(m, d - m)) if dynamic_hw else d for d in shape[2:]))
             fig = check_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
             report.parity["second_shape"] = {"shape": list(other), **fig}
+            if guards:
+                _log(progress, f"checking {len({g[1] for g in guards if g[1]})} shape(s) where a lowering guard is false")
+                report.parity["guard_shapes"] = check_guard_shapes(
+                    path, model, guards, parity=lambda p, mdl, x: check_parity(p, mdl, x, dtype=dtype, argmax=argmax))
+    elif guards:
+        warnings.warn(f"{path}: {len(guards)} shape guard(s) recorded while lowering are false somewhere in the "
+                      "dynamic range and check=False skipped checking those shapes; first: "
+                      f"{guards[0][0]} at {list(guards[0][1])}", stacklevel=2)
     _log(progress, f"wrote {path} ({report.nodes} nodes, {report.bytes / 1e6:.1f} MB, {export_s:.1f} s)")
     return report
 

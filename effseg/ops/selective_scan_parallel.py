@@ -63,8 +63,10 @@ def compose_prefix(a: torch.Tensor, e: torch.Tensor, steps: int):
     return a, e
 
 
-def _pad_last(x: torch.Tensor, pad: int) -> torch.Tensor:
-    return x if pad == 0 else F.pad(x, (0, pad))
+def _pad_last(x: torch.Tensor, pad) -> torch.Tensor:
+    # A symbolic pad is always emitted: testing it against 0 would bake the traced
+    # length's remainder mod T into the graph, wrong at lengths with another remainder.
+    return x if isinstance(pad, int) and pad == 0 else F.pad(x, (0, pad))
 
 
 def selective_scan_parallel(
@@ -93,8 +95,12 @@ def selective_scan_parallel(
     max_len = _max_len[-1] if max_len is None else max_len
     # Padding steps have dt = 0: decay 1 and no drive, so they leave the state alone.
     pad = (-length) % T
+    if not static:
+        # One more all-padding chunk, so a trace never sees a single chunk: with one,
+        # broadcasts decide that the chunk count is 1 and bake it into the graph.
+        pad = pad + T
     n_chunks = (length + pad) // T
-    steps = math.ceil(math.log2(max(1, (length + T - 1) // T if static else -(-max_len // T))))
+    steps = math.ceil(math.log2(max(1, (length + T - 1) // T if static else -(-max_len // T) + 1)))
 
     def chunks(x):  # (.., L) -> (.., n_chunks, T)
         x = _pad_last(x, pad)
@@ -110,7 +116,10 @@ def selective_scan_parallel(
     decay_in = torch.exp(S)  # decay from the chunk start to each step
     a_pref, e_pref = compose_prefix(decay_in[..., -1], h_local[..., -1], steps)
     h_end = e_pref + a_pref * h0.unsqueeze(-1)  # state after each chunk (B, D, N, nc)
-    h_in = torch.cat([h0.unsqueeze(-1), h_end[..., :-1]], dim=-1)
+    # The state entering each chunk, from the exclusive prefix (maps shifted by one).
+    # Not cat([h0, h_end[..., :-1]]): a trace with one chunk sees an empty slice there,
+    # and the exported graph then silently drops it at every length.
+    h_in = _shift(e_pref, 1, 0.0) + _shift(a_pref, 1, 1.0) * h0.unsqueeze(-1)
     h = h_local + decay_in * h_in.unsqueeze(-1)
     Cx = Cc.unsqueeze(-1) if Cc.shape[-1] == 1 else chunks(Cc)
     y = (h * Cx).sum(dim=2).reshape(*u.shape[:2], n_chunks * T)[..., :length]

@@ -184,3 +184,22 @@ def test_dynamic_dims_are_named(tmp_path):
     assert dims == ["batch", 3, "height", "width"]
     out = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     assert out == ["batch", 4, "height", "width"]
+
+
+class FineSeg(TinySeg):
+    """TinySeg accepting any even size, so the scan length (H/2 * W/2) at a second size
+    can have another remainder modulo the export chunk than at the traced size."""
+    size_multiple = 2
+
+
+def test_dynamic_hw_scan_length_with_another_remainder(tmp_path):
+    torch.manual_seed(0)
+    m = FineSeg().eval()
+    to_onnx(m, tmp_path / "f.onnx", input_shape=(1, 3, 16, 16), dynamic_hw=True, max_hw=64)
+    for shape in [(1, 3, 18, 14), (1, 3, 10, 2), (1, 3, 22, 30)]:  # L = 63, 5, 165
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = m(x).numpy()
+        got = ort_run(tmp_path / "f.onnx", x.numpy())
+        assert got.shape == want.shape
+        assert _rel_err(got, want) <= 1e-4, shape

@@ -36,3 +36,24 @@ def test_zoo_model_exports_matches_and_passes_tensorrt_check(tmp_path, name):
     for version in ("10.3", "11"):
         findings = check_tensorrt(proto, trt_version=version)
         assert not fatal(findings), format_findings(findings)
+
+
+@pytest.mark.slow  # ~2 min each on 2 cores: the Mamba graphs trace with symbolic scan lengths
+@pytest.mark.parametrize("name", ["cmunet-tiny", "pyramidmamba"])
+def test_mamba_zoo_model_dynamic_hw_export_runs_at_other_sizes(tmp_path, name):
+    import numpy as np
+    import torch
+
+    from effseg.export.to_onnx import ort_run
+
+    model = effseg.create_model(name, num_classes=6).eval()
+    path = tmp_path / f"{name}.onnx"
+    rep = to_onnx(model, path, input_shape=(1, 3, SIZE, SIZE), dynamic_batch=True, dynamic_hw=True, max_hw=256)
+    assert rep.parity["second_shape"]["ok"], rep.parity
+    for shape in [(2, 3, 96, 128), (1, 3, 160, 96)]:  # /32 maps of 3x4 and 5x3: scan lengths not multiples of 4
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = ort_run(path, x.numpy())
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max() / np.abs(want).max()) <= 1e-4, shape

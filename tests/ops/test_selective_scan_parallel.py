@@ -3,6 +3,7 @@ chunks) against the sequential reference."""
 import pytest
 import torch
 
+from effseg.ops import selective_scan
 from effseg.ops.selective_scan_parallel import (
     compose_prefix,
     max_scan_length,
@@ -67,3 +68,44 @@ def test_bad_arguments():
         selective_scan_parallel(u, delta, A, B, C, chunk_size=0)
     with pytest.raises(ValueError, match="n must be"), max_scan_length(0):
         pass
+
+
+
+class _Scan(torch.nn.Module):
+    """effseg's selective_scan op on per-step inputs packed along channels of x:
+    u, delta, z (4 each), then B and C (3 each) when time-varying."""
+
+    def __init__(self, varying):
+        super().__init__()
+        self.varying = varying
+        _, _, self.A, B, C, self.D, _, self.bias, self.h0 = _inputs(2, 4, 3, 1, None)
+        self.B, self.C = B, C
+
+    def forward(self, x):
+        u, delta, z = x[:, :4], x[:, 4:8].abs(), x[:, 8:12]
+        B, C = (x[:, 12:15], x[:, 15:18]) if self.varying else (self.B, self.C)
+        return selective_scan(u, delta, self.A, B, C, self.D, z, self.bias, True, True,
+                              initial_state=self.h0)
+
+
+@pytest.mark.parametrize("varying", [False, True])
+def test_export_lowering_traced_with_one_chunk_runs_at_every_length(varying):
+    # The dynamic-H/W export path: the op is lowered to selective_scan_parallel while
+    # decomposing a program traced at L = 4 (one chunk). Guards raised there are not
+    # checked against the dynamic range, so nothing may depend on the traced chunk count
+    # or padding; lengths 1..max_len must all come out right.
+    from effseg.export.onnx import decomposition_table
+
+    m = _Scan(varying)
+    L = torch.export.Dim("L", min=1, max=64)
+    with max_scan_length(64):
+        ep = torch.export.export(m, (torch.randn(2, 18, 4),), dynamic_shapes=({2: L},))
+        run = ep.run_decompositions(decomposition_table()).module()
+    g = torch.Generator().manual_seed(1)
+    for n in (1, 3, 5, 9, 33, 63, 64):
+        x = torch.randn(2, 18, n, generator=g)
+        want, hw = selective_scan_ref(x[:, :4], x[:, 4:8].abs(), m.A, *((x[:, 12:15], x[:, 15:18]) if varying
+                                      else (m.B, m.C)), m.D, x[:, 8:12], m.bias, True, True, initial_state=m.h0)
+        got, hg = run(x)
+        assert (got - want).abs().max() <= TOL * want.abs().max(), n
+        assert (hg - hw).abs().max() <= TOL * hw.abs().max(), n

@@ -46,6 +46,17 @@ def _rel_err(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def _assert_matches_at(path, model, shapes):
+    """ONNX Runtime runs the file at each input shape within 1e-4 of PyTorch."""
+    for shape in shapes:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = ort_run(path, x.numpy())
+        assert got.shape == want.shape
+        assert _rel_err(got, want) <= 1e-4, shape
+
+
 def test_static_fp32_opset17_parity_and_bn_folded(tmp_path):
     m = _model()
     rep = to_onnx(m, tmp_path / "m.onnx", input_shape=(1, 3, 24, 40))
@@ -66,13 +77,7 @@ def test_dynamic_batch_and_hw_run_at_other_sizes(tmp_path):
     rep = to_onnx(m, tmp_path / "d.onnx", input_shape=(1, 3, 16, 16), dynamic_batch=True, dynamic_hw=True,
                   max_hw=256)
     assert rep.dynamic_batch and rep.dynamic_hw and rep.max_hw == 256
-    for shape in [(3, 3, 40, 24), (2, 3, 64, 72)]:
-        x = torch.randn(shape)
-        with torch.no_grad():
-            want = m(x).numpy()
-        got = ort_run(tmp_path / "d.onnx", x.numpy())
-        assert got.shape == want.shape
-        assert _rel_err(got, want) <= 1e-4, shape
+    _assert_matches_at(tmp_path / "d.onnx", m, [(3, 3, 40, 24), (2, 3, 64, 72)])
 
 
 def test_fp16_graph_is_typed_half_and_agrees_on_argmax(tmp_path):
@@ -196,10 +201,4 @@ def test_dynamic_hw_scan_length_with_another_remainder(tmp_path):
     torch.manual_seed(0)
     m = FineSeg().eval()
     to_onnx(m, tmp_path / "f.onnx", input_shape=(1, 3, 16, 16), dynamic_hw=True, max_hw=64)
-    for shape in [(1, 3, 18, 14), (1, 3, 10, 2), (1, 3, 22, 30)]:  # L = 63, 5, 165
-        x = torch.randn(shape)
-        with torch.no_grad():
-            want = m(x).numpy()
-        got = ort_run(tmp_path / "f.onnx", x.numpy())
-        assert got.shape == want.shape
-        assert _rel_err(got, want) <= 1e-4, shape
+    _assert_matches_at(tmp_path / "f.onnx", m, [(1, 3, 18, 14), (1, 3, 10, 2), (1, 3, 22, 30)])  # L = 63, 5, 165

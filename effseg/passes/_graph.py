@@ -90,3 +90,25 @@ def erase_dead(gm: fx.GraphModule, nodes) -> None:
         inputs = list(n.all_input_nodes)
         gm.graph.erase_node(n)
         todo.extend((i, False) for i in inputs)
+
+
+def cpu_convs(gm: fx.GraphModule, match, device, reasons: dict, veto=None):
+    """(node, match(gm, node)) for every aten.conv2d that `match` takes, on a CPU target and
+    not vetoed (veto() returns a reason or None). Convs turned down are counted in
+    `reasons` by reason; those `match` ignores outright (None, None) are not."""
+    device = torch.device(device)
+    for node in list(gm.graph.nodes):
+        if not is_call(node, aten.conv2d.default):
+            continue
+        m, reason = match(gm, node)
+        if m is None and reason is None:
+            continue
+        if m is not None and device.type != "cpu":
+            m, reason = None, f"device {device.type}: PyTorch's kernel kept"
+        if m is not None and veto is not None:
+            reason = veto()
+            m = None if reason else m
+        if m is None:
+            reasons[reason] = reasons.get(reason, 0) + 1
+            continue
+        yield node, m

@@ -11,7 +11,7 @@ import torch
 from torch import fx
 
 from ..ops.depthwise_conv2d import MAX_KERNEL
-from ._graph import arg, aten, attr, erase_dead, int_pair, is_call, val
+from ._graph import arg, attr, cpu_convs, erase_dead, int_pair, val
 
 MIN_FAST_KERNEL = 5
 
@@ -46,20 +46,8 @@ def _match(gm, node):
 
 
 def run(gm: fx.GraphModule, device) -> dict:
-    device = torch.device(device)
-    changed, kept, reasons = 0, 0, {}
-    for node in list(gm.graph.nodes):
-        if not is_call(node, aten.conv2d.default):
-            continue
-        m, reason = _match(gm, node)
-        if m is None and reason is None:
-            continue
-        if m is not None and device.type != "cpu":
-            m, reason = None, f"device {device.type}: PyTorch's kernel kept"
-        if m is None:
-            kept += 1
-            reasons[reason] = reasons.get(reason, 0) + 1
-            continue
+    changed, reasons = 0, {}
+    for node, m in cpu_convs(gm, _match, device, reasons):
         x, w_n, b_n, stride, padding, dil = m
         with gm.graph.inserting_before(node):
             new = gm.graph.call_function(torch.ops.effseg.depthwise_conv2d.default,
@@ -68,7 +56,7 @@ def run(gm: fx.GraphModule, device) -> dict:
         node.replace_all_uses_with(new)
         erase_dead(gm, [node])
         changed += 1
-    rec = {"pass": "depthwise_conv2d", "changed": changed, "kept": kept,
+    rec = {"pass": "depthwise_conv2d", "changed": changed, "kept": sum(reasons.values()),
            "rule": f"CPU, float32/64, kernel >= {MIN_FAST_KERNEL}"}
     if reasons:
         rec["kept_because"] = reasons

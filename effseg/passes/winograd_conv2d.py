@@ -18,7 +18,17 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from ._graph import add_param, arg, aten, attr, erase_dead, int_pair, is_call, val
+from ._graph import (
+    add_param,
+    arg,
+    aten,
+    attr,
+    cpu_convs,
+    erase_dead,
+    int_pair,
+    is_call,
+    val,
+)
 
 # Below these the 36 GEMMs are too small to beat oneDNN's direct kernel (see the bench).
 MIN_CHANNELS = 16
@@ -59,22 +69,9 @@ def _match(gm, node):
 def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
     from ..ops.winograd_conv2d import winograd_weight
 
-    device = torch.device(device)
-    changed, fused, kept, reasons = 0, 0, 0, {}
-    for node in list(gm.graph.nodes):
-        if not is_call(node, aten.conv2d.default):
-            continue
-        m, reason = _match(gm, node)
-        if m is None and reason is None:
-            continue
-        if m is not None and device.type != "cpu":
-            m, reason = None, f"device {device.type}: PyTorch's kernel kept"
-        if m is not None and backend not in BACKENDS:
-            m, reason = None, f"backend {backend}: its own conv algorithms"
-        if m is None:
-            kept += 1
-            reasons[reason] = reasons.get(reason, 0) + 1
-            continue
+    changed, fused, reasons = 0, 0, {}
+    veto = None if backend in BACKENDS else (lambda: f"backend {backend}: its own conv algorithms")
+    for node, m in cpu_convs(gm, _match, device, reasons, veto):
         x, w_n, w, b_n, ph, pw = m
         users = list(node.users)
         relu = users[0] if len(users) == 1 and is_call(users[0], *_RELUS) else None
@@ -88,7 +85,7 @@ def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
         erase_dead(gm, [out, node] if relu is not None else [node])
         changed += 1
         fused += relu is not None
-    rec = {"pass": "winograd_conv2d", "changed": changed, "relu_fused": fused, "kept": kept,
+    rec = {"pass": "winograd_conv2d", "changed": changed, "relu_fused": fused, "kept": sum(reasons.values()),
            "rule": f"CPU, float32, 3x3 stride 1, groups 1, channels >= {MIN_CHANNELS}, "
                    f"output >= {MIN_OUTPUT_PIXELS} px, backends {list(BACKENDS)}"}
     if reasons:

@@ -61,6 +61,12 @@ def test_bad_backend_options(model):
         effseg.compile(model, input_shape=(1, 3, 8, 8), backend="onnxruntime", threads=2)
     with pytest.raises(TypeError, match="trial"):
         effseg.compile(model, input_shape=(1, 3, 8, 8), backend="eager", trial=True)
+    from effseg.compile.backends import inductor, tensorrt
+
+    with pytest.raises(TypeError, match=r"'inductor' options must be among \[.*'mode'.*\], got \['modes'\]"):
+        inductor.build(None, None, device=None, options={"modes": "x"})
+    with pytest.raises(TypeError, match=r"'tensorrt' options must be among \[.*'precision'.*\], got \['dtype'\]"):
+        tensorrt.build(None, None, device=None, options={"dtype": "fp16"})
 
 
 def test_tensorrt_unusable_says_why(model):

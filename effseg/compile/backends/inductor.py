@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ._options import check_options
+
 _KEYS = {"mode", "options", "fullgraph", "dynamic"}
 
 
@@ -31,9 +33,7 @@ def default_options(device) -> dict:
 
 
 def build(gm, example, *, device, options):
-    bad = set(options) - _KEYS
-    if bad:
-        raise TypeError(f"backend 'inductor' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
+    check_options("inductor", options, _KEYS)
     user = dict(options)
     extra = user.pop("options", None) or {}
     if not isinstance(extra, dict):

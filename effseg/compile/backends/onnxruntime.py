@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from ._options import check_options
+
 _KEYS = {"reuse_outputs", "opset", "intra_op_num_threads", "graph_optimization_level"}
 _NP = {torch.float32: np.float32, torch.float16: np.float16, torch.float64: np.float64,
        torch.int64: np.int64, torch.int32: np.int32, torch.bool: np.bool_}
@@ -87,12 +89,7 @@ def export_graph(gm, example, path, opset: int, backend: str):
 
 
 def build(gm, example, *, device, options):
-    bad = set(options) - _KEYS
-    if bad:
-        raise TypeError(f"backend 'onnxruntime' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
-    ok, why = usable(device)
-    if not ok:
-        raise RuntimeError(f"backend 'onnxruntime' is unusable: {why}")
+    check_options("onnxruntime", options, _KEYS)
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch.utils._pytree import tree_unflatten
 
+from ._options import check_options
+
 _KEYS = {"precision", "workspace", "timing_cache", "opset"}
 
 
@@ -53,12 +55,7 @@ class TrtRunner:
 
 
 def build(gm, example, *, device, options):
-    bad = set(options) - _KEYS
-    if bad:
-        raise TypeError(f"backend 'tensorrt' options must be among {sorted(_KEYS)}, got {sorted(bad)}")
-    ok, why = usable(device)
-    if not ok:
-        raise RuntimeError(f"backend 'tensorrt' is unusable: {why}")
+    check_options("tensorrt", options, _KEYS)
     from ...export import build_engine
     from .onnxruntime import export_graph
 

@@ -167,34 +167,30 @@ struct Math {
 template <class T, class Arch>
 struct Math<T, Arch, true> {
   SS_INLINE static float exp(float x) { return exp_f<Arch>(x); }
-  // log1p(exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; w = 1 + e.
-  // log1p(e) = k ln2 + log(m) + (e - (w - 1)) / w, w = m 2^k, m in [sqrt(1/2), sqrt(2)),
-  // log(m) = 2 atanh((m-1)/(m+1)); the tiny rounding correction divides by w only
-  // approximately (1/w ~ 1.5 - w/2, exact at w = 1 where the correction matters).
-  SS_INLINE static float softplus_core(float x, float& e, float& w) {
+  // log1p(exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]. log1p(e) = e q(e),
+  // q of degree 8 fitted here to log1p(e)/e on [0, 1] (relative error 3e-8; 1.9e-7 ~ 1.6
+  // ulp evaluated in float). Nine FMAs and no division, where the atanh form took a
+  // divide, a range split and a rounding correction: the dt pass went from 29 to 22
+  // cycles per 8 values in an L1-resident microbenchmark (Zen 3, AVX2).
+  SS_INLINE static float log1p01(float e) {
+    float q = fmadd<Arch>(e, 5.232624243944883e-3f, -2.9504956677556038e-2f);
+    q = fmadd<Arch>(q, e, 7.822549343109131e-2f);
+    q = fmadd<Arch>(q, e, -1.366320699453354e-1f);
+    q = fmadd<Arch>(q, e, 1.910598874092102e-1f);
+    q = fmadd<Arch>(q, e, -2.484297752380371e-1f);
+    q = fmadd<Arch>(q, e, 3.331909477710724e-1f);
+    q = fmadd<Arch>(q, e, -4.999949336051941e-1f);
+    q = fmadd<Arch>(q, e, 9.999999403953552e-1f);
+    return e * q;
+  }
+  // e = exp(-|x|) for the softplus; below kExpLo clamped (e ~ 1e-38, as good as 0 for a
+  // step size). A NaN x gives an unspecified e; the callers' x <= 20 test returns x.
+  SS_INLINE static float softplus_e(float x) {
     const float ax = x < 0.0f ? -x : x;
-    // e underflows below kExpLo: clamped, e ~ 1e-38 and softplus ~ e, as good as 0 for
-    // a step size. A NaN x is returned as is by the callers' x <= 20 test.
-    const float na = -ax < kExpLo ? kExpLo : -ax;
-    e = exp_f_core<Arch>(na);
-    w = 1.0f + e;
-    const bool big = w > 1.41421356f;
-    const float m = big ? 0.5f * w : w;
-    const float k = big ? 0.693147180559945f : 0.0f;
-    const float f = m - 1.0f;  // exact
-    const float s = f / (2.0f + f);
-    const float s2 = s * s;
-    float q = fmadd<Arch>(s2, 1.0f / 9.0f, 1.0f / 7.0f);
-    q = fmadd<Arch>(q, s2, 1.0f / 5.0f);
-    q = fmadd<Arch>(q, s2, 1.0f / 3.0f);
-    const float two_s = s + s;
-    const float logm = fmadd<Arch>(two_s * s2, q, two_s);
-    const float corr = (e - (w - 1.0f)) * fmadd<Arch>(-0.5f, w, 1.5f);
-    return (x > 0.0f ? x : 0.0f) + (k + (logm + corr));
+    return exp_f_core<Arch>(-ax < kExpLo ? kExpLo : -ax);
   }
   SS_INLINE static float softplus(float x) {
-    float e, w;
-    const float r = softplus_core(x, e, w);
+    const float r = (x > 0.0f ? x : 0.0f) + log1p01(softplus_e(x));
     return x <= 20.0f ? r : x;
   }
   // Clamped: for x < -kExpHi the true value is below 1e-38; a NaN x gives an unspecified
@@ -204,11 +200,11 @@ struct Math<T, Arch, true> {
     nx = nx < kExpLo ? kExpLo : nx;
     return 1.0f / (1.0f + exp_f_core<Arch>(nx));
   }
-  // sigmoid(x) = 1/w for x >= 0, e/w for x < 0 (same e, w as the softplus).
+  // sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) for x < 0 (same e as the softplus).
   SS_INLINE static void softplus_d(float x, float& sp, float& dsp) {
-    float e, w;
-    const float r = softplus_core(x, e, w);
-    const float sg = (x >= 0.0f ? 1.0f : e) / w;
+    const float e = softplus_e(x);
+    const float r = (x > 0.0f ? x : 0.0f) + log1p01(e);
+    const float sg = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
     sp = x <= 20.0f ? r : x;
     dsp = x <= 20.0f ? sg : 1.0f;
   }
@@ -218,10 +214,17 @@ struct Math<T, Arch, true> {
 // Flat per-chunk passes (vectorised over t or over t*n).
 
 // dt[i] = softplus?(delta[i] + bias), dtu[i] = dt[i]*u[i]; dsp[i] = d dt / d delta.
+// Returns whether some delta[i] is NaN or Inf on the forward (dsp null): the forward
+// reports it, which saves the caller a separate pass over delta to check it.
+template <class T>
+SS_INLINE int not_finite(T x) {
+  return !(x - x == T(0));
+}
 template <class T, class Arch>
-SS_INLINE void dt_pass(const T* delta, const T* u, T bias, bool softplus, int n, T* dt, T* dtu,
-                       T* dsp) {
+SS_INLINE int dt_pass(const T* delta, const T* u, T bias, bool softplus, int n, T* dt, T* dtu,
+                      T* dsp) {
   using M = Math<T, Arch>;
+  int bad = 0;
   if (softplus) {
     if (dsp) {
       for (int i = 0; i < n; ++i) {
@@ -233,20 +236,25 @@ SS_INLINE void dt_pass(const T* delta, const T* u, T bias, bool softplus, int n,
       }
     } else {
       for (int i = 0; i < n; ++i) {
-        const T v = M::softplus(delta[i] + bias);
+        const T x = delta[i];
+        bad |= not_finite(x);
+        const T v = M::softplus(x + bias);
         dt[i] = v;
         dtu[i] = v * u[i];
       }
     }
   } else {
     for (int i = 0; i < n; ++i) {
-      const T v = delta[i] + bias;
+      const T x = delta[i];
+      bad |= not_finite(x);
+      const T v = x + bias;
       dt[i] = v;
       dtu[i] = v * u[i];
     }
     if (dsp)
       for (int i = 0; i < n; ++i) dsp[i] = T(1);
   }
+  return bad;
 }
 
 // dA[i*N + k] = exp(dt[i] * A[k]); NS = compile-time N (0: runtime).
@@ -745,6 +753,11 @@ SS_INLINE void prefetch_span(const T* p, int64_t bytes, bool write) {
 #endif
 }
 
+template <class T>
+SS_INLINE void report_nonfinite(const FwdArgs<T>& a, int bad) {
+  if (bad && a.nonfinite) __atomic_store_n(a.nonfinite, 1, __ATOMIC_RELAXED);
+}
+
 template <class T, class Arch, class Core>
 struct Driver {
   SS_INLINE static void fwd(const FwdArgs<T>& a, int64_t bd0, int64_t bd1) {
@@ -759,6 +772,7 @@ struct Driver {
     T* dA = y + TB;
     T* hst = dA + static_cast<size_t>(TB) * N;
     const StepStrides ss{a.Bs.sn, a.Bs.st, a.Cs.sn, a.Cs.st, 0, 0, 0, 0};
+    int bad = 0;
 
     for (int64_t tile = bd0; tile < bd1; tile += CT) {
       const int nt = static_cast<int>(std::min<int64_t>(CT, bd1 - tile));
@@ -774,7 +788,7 @@ struct Driver {
         for (int j = 0; j < nt; ++j) {
           const Chan<T> c(a, tile + j);
           const T* u = a.u + c.row + t0;
-          dt_pass<T, Arch>(a.delta + c.row + t0, u, c.bias, a.softplus, n, dt, dtu, nullptr);
+          bad |= dt_pass<T, Arch>(a.delta + c.row + t0, u, c.bias, a.softplus, n, dt, dtu, nullptr);
           Core::template chunk<Arch, false, true>(dt, dtu, c.A, c.B + t0 * a.Bs.st,
                                                   c.C + t0 * a.Cs.st, ss, n, N,
                                                   hst + static_cast<size_t>(j) * N, nullptr, y, dA);
@@ -795,6 +809,7 @@ struct Driver {
       if (a.last_state)
         std::memcpy(a.last_state + tile * N, hst, sizeof(T) * N * nt);
     }
+    report_nonfinite(a, bad);
   }
 
   // Cross-scan forward (SS2D): units [q0, q1) of the Bt x Du output channels, Du =
@@ -820,6 +835,7 @@ struct Driver {
     T* Cg = Bg + TBN;
     T* hst = Cg + TBN;
     const StepStrides ss{1, N, 1, N, 0, 0, 0, 0};  // the gathered B / C chunks
+    int bad = 0;
 
     for (int64_t q = q0; q < q1;) {
       const int64_t b = q / Du, d0 = q - b * Du;
@@ -846,8 +862,8 @@ struct Driver {
               ug[i] = urow[m[i]];
               dg[i] = drow[m[i]];
             }
-            dt_pass<T, Arch>(dg, ug, a.delta_bias ? a.delta_bias[c] : T(0), a.softplus, n, dt, dtu,
-                             nullptr);
+            bad |= dt_pass<T, Arch>(dg, ug, a.delta_bias ? a.delta_bias[c] : T(0), a.softplus, n, dt,
+                                    dtu, nullptr);
             Core::template chunk<Arch, false, true>(dt, dtu, a.A + c * N, Bg, Cg, ss, n, N,
                                                     hst + static_cast<size_t>(j) * N, nullptr, y, dA);
             const T Dd = a.D ? a.D[c] : T(0);
@@ -860,6 +876,7 @@ struct Driver {
       }
       q += nt;
     }
+    report_nonfinite(a, bad);
   }
 
   // The dB / dC element at offset o of the caller's layout is accumulated at

@@ -44,6 +44,9 @@ struct FwdArgs {
   // receives at that position the sum over g of y + D*u. u is (Bt, Du, L); no z / h0 /
   // last_state.
   const int32_t* tmap = nullptr;
+  // Forward only, may be null: set to 1 when some delta value is NaN or Inf (the
+  // kernel checks as it reads delta; the output is then not meaningful).
+  int* nonfinite = nullptr;
 };
 
 template <class T>

@@ -47,16 +47,21 @@ void fill_fwd(ss::FwdArgs<T>& a, int64_t Bt, int64_t Dm, int64_t L, int64_t N, i
 }
 
 template <class T>
-void run_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr delta, Ptr A,
+bool run_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr delta, Ptr A,
              Ptr Bp, const Str4& Bs, Ptr Cp, const Str4& Cs, Ptr Dv, Ptr z, Ptr delta_bias, Ptr h0,
              bool softplus, Ptr out, Ptr last_state) {
   ss::FwdArgs<T> a;
   fill_fwd(a, Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus);
   a.out = mp<T>(out);
   a.last_state = mp<T>(last_state);
+  int nonfinite = 0;
+  a.nonfinite = &nonfinite;
   ss::validate_fwd(a);  // argument errors are raised with the GIL held
-  py::gil_scoped_release nogil;
-  ss::forward(a);
+  {
+    py::gil_scoped_release nogil;
+    ss::forward(a);
+  }
+  return nonfinite == 0;
 }
 
 template <class T>
@@ -87,15 +92,14 @@ void run_bwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr
   ss::backward(a);
 }
 
-void selective_scan_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L, int64_t N,
+bool selective_scan_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L, int64_t N,
                         int64_t G, Ptr u, Ptr delta, Ptr A, Ptr Bp, const Str4& Bs, Ptr Cp,
                         const Str4& Cs, Ptr Dv, Ptr z, Ptr delta_bias, Ptr h0, bool softplus,
                         Ptr out, Ptr last_state) {
   if (is_double(dtype))
-    run_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
+    return run_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
                     out, last_state);
-  else
-    run_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
+  return run_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
                    out, last_state);
 }
 
@@ -116,28 +120,32 @@ void selective_scan_bwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_
 }
 
 template <class T>
-void run_cross_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr delta,
+bool run_cross_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, Ptr u, Ptr delta,
                    Ptr A, Ptr Bp, const Str4& Bs, Ptr Cp, const Str4& Cs, Ptr Dv, Ptr delta_bias,
                    bool softplus, Ptr tmap, Ptr out) {
   ss::FwdArgs<T> a;
   fill_fwd(a, Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, 0, delta_bias, 0, softplus);
   a.tmap = cp<int32_t>(tmap);
   a.out = mp<T>(out);
+  int nonfinite = 0;
+  a.nonfinite = &nonfinite;
   if (!a.tmap) throw py::value_error("selective_scan_cross_fwd: tmap is required");
   ss::validate_fwd(a);
-  py::gil_scoped_release nogil;
-  ss::forward(a);
+  {
+    py::gil_scoped_release nogil;
+    ss::forward(a);
+  }
+  return nonfinite == 0;
 }
 
-void selective_scan_cross_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L,
+bool selective_scan_cross_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L,
                               int64_t N, int64_t G, Ptr u, Ptr delta, Ptr A, Ptr Bp,
                               const Str4& Bs, Ptr Cp, const Str4& Cs, Ptr Dv, Ptr delta_bias,
                               bool softplus, Ptr tmap, Ptr out) {
   if (is_double(dtype))
-    run_cross_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
+    return run_cross_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
                           tmap, out);
-  else
-    run_cross_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
+  return run_cross_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
                          tmap, out);
 }
 
@@ -152,13 +160,15 @@ void bind_selective_scan(py::module_& m) {
         "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a, "Dv"_a, "z"_a,
         "delta_bias"_a, "h0"_a, "delta_softplus"_a, "out"_a, "last_state"_a,
         "Selective-scan forward on raw addresses (0 = absent). B/C element (b,d,n,t) is at "
-        "Bp[b*sb + g*sg + n*sn + t*st], g = d // (Dm // G); strides may be 0. Fastest with sn == 1.");
+        "Bp[b*sb + g*sg + n*sn + t*st], g = d // (Dm // G); strides may be 0. Fastest with sn == 1. "
+        "Returns False when delta holds NaN or Inf (then out is not meaningful).");
   m.def("selective_scan_cross_fwd", &selective_scan_cross_fwd, "dtype"_a, "Bt"_a, "Dm"_a, "L"_a,
         "N"_a, "G"_a, "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a,
         "Dv"_a, "delta_bias"_a, "delta_softplus"_a, "tmap"_a, "out"_a,
         "Cross-scan forward (SS2D): G traversal orders (tmap, (G, L) int32 permutations) of "
         "one (Bt, Dm/G, L) map u; delta (Bt, Dm, L) and B/C (any strides) indexed by "
-        "position; out (Bt, Dm/G, L) = sum over the G scans, scattered back by position.");
+        "position; out (Bt, Dm/G, L) = sum over the G scans, scattered back by position. "
+        "Returns False when delta holds NaN or Inf (then out is not meaningful).");
   m.def("selective_scan_bwd", &selective_scan_bwd, "dtype"_a, "Bt"_a, "Dm"_a, "L"_a, "N"_a, "G"_a,
         "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a, "Dv"_a, "z"_a,
         "delta_bias"_a, "h0"_a, "delta_softplus"_a, "dout"_a, "dlast"_a, "du"_a, "ddelta"_a,

@@ -43,6 +43,12 @@ def finite(name: str, x: torch.Tensor):
     # One reduction is ~10x cheaper than isfinite().all(); NaN/Inf anywhere makes the sum
     # non-finite, and only then is the exact (and overflow-proof) check paid for.
     if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        kernel_finite(name, False)
+
+
+def kernel_finite(name: str, ok: bool):
+    """Raise the same error as finite() for a kernel that checked the values as it read them."""
+    if not ok:
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

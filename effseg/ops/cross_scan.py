@@ -87,7 +87,6 @@ def _check(u, delta, A, B, C, D, delta_bias, H, W):
             V.tensor(name, t)
             V.shape(name, t, (K_DIRECTIONS * du,), "(4*D,)")
     V.same_device("u", u, delta=delta, A=A, B=B, C=C, D=D, delta_bias=delta_bias)
-    V.finite("delta", delta)
 
 
 def _materialised(u, delta, A, B, C, D, delta_bias, delta_softplus, H, W, backend):
@@ -127,11 +126,12 @@ def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
     bc = None if delta_bias is None else delta_bias.to(cd).contiguous()
     tm = tmap.to(torch.int32).contiguous()
     out = torch.empty(bt, du, L, dtype=cd)
-    _native.require().selective_scan_cross_fwd(
+    ok = _native.require().selective_scan_cross_fwd(
         str(cd).replace("torch.", ""), bt, K_DIRECTIONS * du, L, A.shape[1], K_DIRECTIONS,
         uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bc.data_ptr(), tuple(Bc.stride()),
         Cc.data_ptr(), tuple(Cc.stride()), 0 if Dc is None else Dc.data_ptr(),
         0 if bc is None else bc.data_ptr(), bool(delta_softplus), tm.data_ptr(), out.data_ptr())
+    V.kernel_finite("delta", ok)
     return out.to(u.dtype)
 
 
@@ -192,6 +192,8 @@ def cross_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     _check(u, delta, A, B, C, D, delta_bias, H, W)
     V.choice("backend", backend, ("auto", "cpp", "triton", "chunked", "ref"))
     run = _resolve(backend, u.device)
+    if run != "cpp":
+        V.finite("delta", delta)  # the C++ kernels check delta as they read it
     bt, du = u.shape[0], u.shape[1]
     u3 = u.reshape(bt, du, H * W)
     if run in ("cpp", "triton") and not _needs_grad(u, delta, A, B, C, D, delta_bias):

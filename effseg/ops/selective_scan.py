@@ -61,7 +61,6 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend):
     V.shape("initial_state", initial_state, (bt, dm, n), "(batch, dim, dstate)")
     V.same_device("u", u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
                   initial_state=initial_state)
-    V.finite("delta", delta)
 
 
 def _resolve(backend: str, device: torch.device) -> str:
@@ -134,11 +133,12 @@ def _cpp_fwd(u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     bt, dm, length, n, _ = dims
     out = torch.empty(bt, dm, length, dtype=cd)
     last = torch.empty(bt, dm, n, dtype=cd)
-    _native.require().selective_scan_fwd(
+    ok = _native.require().selective_scan_fwd(
         str(cd).replace("torch.", ""), *dims,
         uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bk.data_ptr(), bs, Ck.data_ptr(), cs,
         _ptr(Dc), _ptr(zc), _ptr(bc), _ptr(hc), bool(softplus), out.data_ptr(), last.data_ptr(),
     )
+    V.kernel_finite("delta", ok)
     return out, last
 
 
@@ -327,8 +327,10 @@ def selective_scan(
     tensor ops; what ONNX export uses) or "ref" (the sequential reference).
     """
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
-    if not torch.compiler.is_compiling():
-        _resolve(backend, u.device)  # fail early, naming the backend, outside the op
+    # Resolved here to fail early, naming the backend, outside the op. The C++ kernel
+    # checks delta as it reads it; the other backends need the separate pass.
+    if not torch.compiler.is_compiling() and _resolve(backend, u.device) != "cpp":
+        V.finite("delta", delta)
     if backend in _TORCH_FORMS:
         return _TORCH_FORMS[backend](u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                      return_last_state, initial_state=initial_state)

@@ -173,6 +173,16 @@ def test_errors_name_the_argument():
         cross_selective_scan(**{**kw, "delta": bad}, H=3, W=4)
 
 
+def test_fused_kernel_finds_non_finite_delta(require_backend):
+    """The fused C++ kernel checks delta itself (no separate pass): the last value of it."""
+    require_backend("cpp")
+    kw = _inputs(2, 3, 3, 4, 4)
+    bad = kw["delta"].clone()
+    bad[-1, -1, -1] = float("inf")
+    with torch.no_grad(), pytest.raises(ValueError, match="delta contains NaN or Inf"):
+        cross_selective_scan(**{**kw, "delta": bad}, H=3, W=4, backend="cpp")
+
+
 def test_kernel_rejects_a_map_that_is_not_a_permutation(require_backend):
     require_backend("cpp")
     from effseg.ops.cross_scan import _cross_op

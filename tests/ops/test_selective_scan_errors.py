@@ -65,3 +65,35 @@ def test_triton_on_cpu_without_interpreter_is_explained(monkeypatch):
     monkeypatch.setattr(T, "interpreting", lambda: False)
     with pytest.raises((ValueError, RuntimeError), match="triton"):
         call(selective_scan, make_inputs(), backend="triton")
+
+
+@pytest.mark.parametrize("backend", ["cpp", "chunked"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("softplus", [True, False])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_one_non_finite_delta_anywhere_is_rejected(backend, dtype, softplus, bad, require_backend):
+    """The C++ kernel checks delta as it reads it (no separate pass): one bad value in the
+    last channel's last step (a vector tail at L=37) must still be found."""
+    require_backend(backend)
+    kw = make_inputs(bt=2, dm=3, length=37, n=4, dtype=dtype,
+                     flags=("z", "D", "delta_bias") + (("softplus",) if softplus else ()))
+    kw["delta"][1, 2, 36] = bad
+    with pytest.raises(ValueError, match="delta contains NaN or Inf"):
+        call(selective_scan, kw, backend=backend)
+    kw["delta"][1, 2, 36] = 0.1
+    y, _ = call(selective_scan, kw, backend=backend)  # the flag does not stick
+    assert torch.isfinite(y).all()
+
+
+def test_native_forward_reports_non_finite_delta(require_backend):
+    """The binding's own answer, without the Python wrapper in between."""
+    require_backend("cpp")
+    from effseg.ops.selective_scan import _cpp_fwd
+
+    kw = make_inputs(bt=1, dm=2, length=20, n=16, flags=("softplus",))
+    args = [kw[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")]
+    _cpp_fwd(*args, True)
+    args[1] = args[1].clone()
+    args[1][0, 1, 19] = float("nan")
+    with pytest.raises(ValueError, match="delta contains NaN or Inf"):
+        _cpp_fwd(*args, True)

@@ -862,8 +862,8 @@ struct Driver {
               ug[i] = urow[m[i]];
               dg[i] = drow[m[i]];
             }
-            bad |= dt_pass<T, Arch>(dg, ug, a.delta_bias ? a.delta_bias[c] : T(0), a.softplus, n, dt,
-                                    dtu, nullptr);
+            const T bias = a.delta_bias ? a.delta_bias[c] : T(0);
+            bad |= dt_pass<T, Arch>(dg, ug, bias, a.softplus, n, dt, dtu, nullptr);
             Core::template chunk<Arch, false, true>(dt, dtu, a.A + c * N, Bg, Cg, ss, n, N,
                                                     hst + static_cast<size_t>(j) * N, nullptr, y, dA);
             const T Dd = a.D ? a.D[c] : T(0);

@@ -97,10 +97,10 @@ bool selective_scan_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_
                         const Str4& Cs, Ptr Dv, Ptr z, Ptr delta_bias, Ptr h0, bool softplus,
                         Ptr out, Ptr last_state) {
   if (is_double(dtype))
-    return run_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
-                    out, last_state);
-  return run_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0, softplus,
-                   out, last_state);
+    return run_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0,
+                           softplus, out, last_state);
+  return run_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, z, delta_bias, h0,
+                        softplus, out, last_state);
 }
 
 void selective_scan_bwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L, int64_t N,
@@ -143,10 +143,10 @@ bool selective_scan_cross_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, 
                               const Str4& Bs, Ptr Cp, const Str4& Cs, Ptr Dv, Ptr delta_bias,
                               bool softplus, Ptr tmap, Ptr out) {
   if (is_double(dtype))
-    return run_cross_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
-                          tmap, out);
-  return run_cross_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias, softplus,
-                         tmap, out);
+    return run_cross_fwd<double>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias,
+                                 softplus, tmap, out);
+  return run_cross_fwd<float>(Bt, Dm, L, N, G, u, delta, A, Bp, Bs, Cp, Cs, Dv, delta_bias,
+                              softplus, tmap, out);
 }
 
 }  // namespace
@@ -160,8 +160,8 @@ void bind_selective_scan(py::module_& m) {
         "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a, "Dv"_a, "z"_a,
         "delta_bias"_a, "h0"_a, "delta_softplus"_a, "out"_a, "last_state"_a,
         "Selective-scan forward on raw addresses (0 = absent). B/C element (b,d,n,t) is at "
-        "Bp[b*sb + g*sg + n*sn + t*st], g = d // (Dm // G); strides may be 0. Fastest with sn == 1. "
-        "Returns False when delta holds NaN or Inf (then out is not meaningful).");
+        "Bp[b*sb + g*sg + n*sn + t*st], g = d // (Dm // G); strides may be 0. Fastest with "
+        "sn == 1. Returns False when delta holds NaN or Inf (then out is not meaningful).");
   m.def("selective_scan_cross_fwd", &selective_scan_cross_fwd, "dtype"_a, "Bt"_a, "Dm"_a, "L"_a,
         "N"_a, "G"_a, "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a,
         "Dv"_a, "delta_bias"_a, "delta_softplus"_a, "tmap"_a, "out"_a,

@@ -24,8 +24,8 @@ if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
 import torch
 
 import effseg
+from effseg._timing import machine, median_ms
 from effseg.bench.contenders import export_onnx_peer, ort_session, plain_copy
-from effseg.bench.timing import machine, median_ms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("unetformer", "abcnet", "banet", "manet", "cmunet")
@@ -153,7 +153,7 @@ def main():
     rows = [bench_model(m, args.device, args.size, args.repeats) for m in args.models]
     result = {"bench": "compile", "device": args.device, "machine": machine(args.device),
                   "input": {"batch": 1, "channels": 3, "height": args.size, "width": args.size, "dtype": "float32"},
-                  "method": ("medians via effseg.bench.timing.median_ms after warm-up, all contenders "
+                  "method": ("medians via effseg._timing.median_ms after warm-up, all contenders "
                           "of a model in one process; effseg backends compiled with check=True; "
                           "eager and torch.compile peers run the zoo model (effseg's kernels inside, "
                           "the stronger peer); the ORT peer runs torch.onnx's export of the same "

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import effseg
+from effseg._timing import machine, median_ms
 from effseg.bench.contenders import ort_session
-from effseg.bench.timing import machine, median_ms
 from effseg.export import check_tensorrt, fatal, quantize, to_onnx
 from effseg.runtime import normalize
 

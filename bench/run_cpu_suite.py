@@ -31,7 +31,7 @@ _FROM_CHECKOUT = bool(list((ROOT / "effseg").glob("_C*"))) or importlib.util.fin
 if _FROM_CHECKOUT:
     sys.path.insert(0, str(ROOT))
 
-from effseg.bench.timing import machine
+from effseg._timing import machine
 
 # op name -> (script, extra arguments for --quick)
 KERNELS = {

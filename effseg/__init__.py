@@ -5,7 +5,7 @@ under torch.ops.effseg). Where it is not, as on an edge device that only runs ex
 bundles, only the torch-free parts load: `effseg.runtime` needs numpy and onnxruntime
 (or tensorrt).
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 try:
     import torch  # noqa: F401  (the eager imports below need it anyway)

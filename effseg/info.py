@@ -17,7 +17,8 @@ def backend_report() -> dict:
     """A dict describing versions, devices and backend availability, each with a reason."""
     import torch
 
-    from . import __version__, _native, _triton
+    from . import _native, _triton
+    from ._version import __version__
 
     backends = {}
     if _native.available():

@@ -195,19 +195,14 @@ def _first_line(exc: Exception) -> str:
 
 
 def ort_session(path: Path, device: str, threads: int):
-    import onnxruntime as ort
+    from ..runtime.sessions import ort_session as session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise Unsupported("onnxruntime has no CUDAExecutionProvider here "
-                              "(install onnxruntime-gpu)")
-        providers = ["CUDAExecutionProvider"]
-    else:
-        providers = ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), so, providers=providers)
+    try:
+        return session(path, device="cuda" if device.startswith("cuda") else "cpu", threads=threads)
+    except RuntimeError as exc:
+        if "CUDAExecutionProvider" in str(exc):
+            raise Unsupported(str(exc)) from None
+        raise
 
 
 def _ort_peer(ctx: Context) -> Runner:
@@ -258,7 +253,7 @@ def _follows_input(ctx: Context, path: Path) -> bool:
     that example only, which a parity check on the example cannot see."""
     import numpy as np
 
-    from .stats import parity
+    from .._parity import parity_figures
 
     g = torch.Generator().manual_seed(1)
     x2 = torch.randn(ctx.x.shape, generator=g).to(ctx.x.device, ctx.x.dtype)
@@ -268,7 +263,7 @@ def _follows_input(ctx: Context, path: Path) -> bool:
     want = want if isinstance(want, torch.Tensor) else next(
         t for t in torch.utils._pytree.tree_leaves(want) if isinstance(t, torch.Tensor))
     tol = 1e-3 if ctx.x.dtype == torch.float32 else 5e-2
-    fig = parity(want.float(), np.asarray(got, dtype=np.float32))
+    fig = parity_figures(want.float(), np.asarray(got, dtype=np.float32))
     if not fig["rel_err"] <= tol:
         raise RuntimeError(f"torch.onnx.export wrote a graph that disagrees with eager on a "
                            f"second input (relative error {fig['rel_err']:.2g} > {tol:g}): parts "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._timing import machine, median_ms
 from .ops import _progress
-from .timing import machine, median_ms
 
 # The shapes: a high-resolution early stage and a low-resolution late stage.
 DW_SHAPES = ((1, 64, 128, 128), (1, 256, 32, 32))

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .._timing import machine, median_ms
 from .ops import _progress
-from .timing import machine, median_ms
 
 BATCH, SIZE = 8, 1024
 MASKS_DOC = ("Gaussian noise N(0,1) on a (size/16 + 2)^2 grid, bilinearly upsampled to "

@@ -1,46 +1,16 @@
-"""Linear attention benchmark: effseg's kernel vs GeoSeg's einsum code vs the reference.
-
-`einsum_taylor` / `einsum_softplus` are the computation of GeoSeg's ABCNet `Attention` /
-MANet `PAM_Module` forward from Q, K, V (after the 1x1 convs) on, written as GeoSeg
-writes it (torch.einsum, torch.norm); the benchmark target is measured against them.
-The result is made contiguous, as the modules' `.contiguous()` / `gamma *` step does.
-"""
+"""Linear attention benchmark: effseg's kernel vs GeoSeg's einsum code
+(effseg.ops.linear_attention_ref.einsum_taylor / einsum_softplus) vs the reference."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .timing import machine, median_ms
+from .._timing import machine, median_ms
+from ..ops.linear_attention_ref import einsum_softplus, einsum_taylor
 
 LA_CHANNELS = (64, 128, 256)  # C = Cv; Ck in {C/8, C}
 LA_SIDES_FULL = (32, 64, 128)  # N = side^2
 LA_SIDES_QUICK = (32,)
 LA_KINDS = ("taylor", "softplus")
-
-
-def _l2_norm(x):
-    return torch.einsum("bcn, bn->bcn", x, 1 / torch.norm(x, p=2, dim=-2))
-
-
-def einsum_taylor(q, k, v, eps=1e-6):
-    """GeoSeg ABCNet / A2-FPN / BANet `Attention.forward`, from Q, K, V (B, C, N) on."""
-    _, c, n = v.shape
-    Q = _l2_norm(q).permute(-3, -1, -2)
-    K = _l2_norm(k)
-    tailor_sum = 1 / (n + torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps))
-    value_sum = torch.einsum("bcn->bc", v).unsqueeze(-1).expand(-1, c, n)
-    matrix = torch.einsum("bmn, bcn->bmc", K, v)
-    matrix_sum = value_sum + torch.einsum("bnm, bmc->bcn", Q, matrix)
-    return torch.einsum("bcn, bn->bcn", matrix_sum, tailor_sum).contiguous()
-
-
-def einsum_softplus(q, k, v, eps=1e-6):
-    """GeoSeg MANet `PAM_Module.forward`, from Q, K, V (B, C, N) on."""
-    Q = F.softplus(q).permute(-3, -1, -2)
-    K = F.softplus(k)
-    KV = torch.einsum("bmn, bcn->bmc", K, v)
-    norm = 1 / torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps)
-    return torch.einsum("bnm, bmc, bn->bcn", Q, KV, norm).contiguous()
 
 
 EINSUM = {"taylor": einsum_taylor, "softplus": einsum_softplus}
@@ -110,7 +80,7 @@ def bench_linear_attention(device: str = "cpu", shapes=None, kinds=LA_KINDS, mod
             "shape": {"batch": batch, "dtype": "float32",
                       "layout": "q, k (B, Ck, N), v (B, Cv, N)"},
             "method": (f"median of at least {repeats} timed calls (more for fast calls, see "
-                       "effseg.bench.timing.median_ms) after 2 warm-ups, side by side in one "
+                       "effseg._timing.median_ms) after 2 warm-ups, side by side in one "
                        "process; gflops counts the two GEMMs (4 B Ck Cv N)"),
             "threads": {"torch": torch.get_num_threads(), "effseg": _effseg_threads()},
             "results": rows}

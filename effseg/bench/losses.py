@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._timing import _sync, machine, median_ms
 from .ops import _progress
-from .timing import _sync, machine, median_ms
 
 DEFAULT_SHAPE = {"batch": 4, "size": 256, "classes": 6}
 QUICK_SHAPE = {"batch": 2, "size": 64, "classes": 6}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .._timing import machine, median_ms
 from .ops import _progress
-from .timing import machine, median_ms
 
 
 def _open_gates(model, value: float = 0.5) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from .timing import dram_GBps, machine, median_ms, stream_ms
+from .._timing import dram_GBps, machine, median_ms, stream_ms
 
 SCAN_SHAPE = dict(batch=1, dim=512, dstate=16)
 SCAN_LENGTHS_FULL = (1024, 4096, 16384)

@@ -6,8 +6,8 @@ from typing import Optional
 
 import torch
 
+from .._timing import machine, median_ms
 from .ops import _progress
-from .timing import machine, median_ms
 
 # The SS2D inside each CM-UNet decoder stage for a 512x512 input: VSSBlock(dim) halves
 # dim to d_model and SS2D uses expand 0.5 (d_inner = dim / 4), d_state 16; ResNet-18

@@ -1,4 +1,4 @@
-"""Statistics of per-iteration timings: percentiles, throughput, parity figures."""
+"""Statistics of per-iteration timings: percentiles and throughput."""
 from __future__ import annotations
 
 import math
@@ -38,24 +38,3 @@ def throughput(median_ms: float, batch: int, height: int, width: int) -> dict:
         raise ValueError(f"median_ms must be positive, got {median_ms}")
     fps = batch * 1e3 / median_ms
     return {"fps": fps, "mp_per_s": fps * height * width / 1e6}
-
-
-def parity(want, got) -> dict:
-    """Max |got - want|, the same relative to max |want|, and the share of pixels whose
-    argmax over dim 1 (the classes) agrees; both tensors (or arrays) of one shape."""
-    import torch
-
-    w = torch.as_tensor(want).detach().double().cpu()
-    g = torch.as_tensor(got).detach().double().cpu()
-    if w.shape != g.shape:
-        raise ValueError(f"output shape {tuple(g.shape)} differs from eager's {tuple(w.shape)}")
-    if not torch.isfinite(g).all():
-        return {"max_abs_err": math.inf, "rel_err": math.inf, "argmax_agreement": None,
-                "finite": False}
-    err = (g - w).abs().max().item() if w.numel() else 0.0
-    scale = w.abs().max().item() if w.numel() else 0.0
-    agree = None
-    if w.dim() >= 2 and w.shape[1] > 1:
-        agree = (w.argmax(1) == g.argmax(1)).double().mean().item()
-    return {"max_abs_err": err, "rel_err": err / max(scale, 1e-12), "argmax_agreement": agree,
-            "finite": True}

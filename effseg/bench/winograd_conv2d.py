@@ -8,8 +8,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from .._timing import machine, median_ms
 from .ops import _progress
-from .timing import machine, median_ms
 
 # The 3 x 3 layers of a ResNet-18 UNetFormer at a 512 x 512 input, batch 1, as
 # (in_channels, out_channels, H, W), plus one odd shape.

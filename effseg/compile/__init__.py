@@ -3,8 +3,8 @@
     cm = effseg.compile(model, input_shape=(1, 3, 512, 512))
     y = cm(x); cm.report()
 """
+from .._parity import ParityError, check_parity, parity_figures
 from .api import BACKEND_NAMES, CompiledModel, compile
-from .parity import ParityError, check_parity, parity_figures
 
 __all__ = ["BACKEND_NAMES", "CompiledModel", "ParityError", "check_parity", "compile",
            "parity_figures"]

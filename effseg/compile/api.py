@@ -7,10 +7,10 @@ import warnings
 
 import torch
 
+from .._parity import check_parity
 from . import auto
 from .backends import BACKENDS, USABLE
 from .capture import capture
-from .parity import check_parity
 
 BACKEND_NAMES = ("auto", *BACKENDS)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)

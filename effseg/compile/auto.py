@@ -33,7 +33,7 @@ def choose(model, x, device, trial: bool) -> tuple[str, dict]:
     if not trial:
         name, why = _default(device)
         return name, {"chosen": name, "reason": why, "trial": None}
-    from ..bench.timing import median_ms
+    from .._timing import median_ms
 
     timings, errors = {}, {}
     for name in CANDIDATES.get(device.type, ("eager",)):

@@ -11,7 +11,7 @@ from .engine import (
 from .onnx import decomposition_table, export_onnx, onnx_op_types
 from .quantize import QuantReport, quantize
 from .tensorrt_check import Finding, check_tensorrt, fatal, format_findings
-from .to_onnx import ExportReport, check_parity, to_onnx
+from .to_onnx import ExportReport, check_onnx_parity, to_onnx
 
 __all__ = [
            "ExportReport",
@@ -20,7 +20,7 @@ __all__ = [
            "build_engine",
            "builder_flags",
            "bundle_meta",
-           "check_parity",
+           "check_onnx_parity",
            "check_tensorrt",
            "decomposition_table",
            "default_palette",

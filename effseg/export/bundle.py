@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..runtime.bundle import (
     ENGINE_NAME,
     FORMAT,

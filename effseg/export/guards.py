@@ -89,7 +89,7 @@ def check_guard_shapes(path, model, guards, *, parity, limit: int = 3) -> list[d
     runs raises RuntimeError naming the guard. Returns one record per shape."""
     import torch
 
-    from ..compile.parity import ParityError
+    from .._parity import ParityError
 
     by_shape = {}
     for guard, shape in guards:

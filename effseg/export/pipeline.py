@@ -70,7 +70,7 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
     Raises ExportRefused when the TensorRT check has fatal findings for
     options.trt_version (unless options.allow_fatal, which keeps them as warnings).
     """
-    from ..bench.model_spec import resolve
+    from ..models.spec import resolve
     from .tensorrt_check import check_tensorrt, fatal, format_findings
     from .to_onnx import to_onnx
 

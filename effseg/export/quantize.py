@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from ..runtime.sessions import ort_session
 from . import calib_data, calibrate
 
 # Op type -> the inputs that are quantised (bias inputs stay fp32).
@@ -157,13 +158,6 @@ def _plan(model, exclude=(), activation_matmuls: bool = True):
 
 # --- calibration ------------------------------------------------------------------------
 
-def _session(model_or_path, ort):
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-
-
 class _Cache(list):
     """Calibration batches kept for validation when the calibration data is one-shot."""
 
@@ -200,7 +194,7 @@ def _collect(model, spec, activations, data, *, mean, std, max_images, progress,
     for name in fetch:
         if name not in present:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, _FLOAT, None))
-    sess = _session(probe, ort)
+    sess = ort_session(probe)
     hists = {a: calibrate.Histogram() for a in activations}
     images = 0
     it = calib_data.batches(data, spec, mean=mean, std=std, max_images=max_images, name="calibration")
@@ -352,7 +346,7 @@ def miou_from_confusion(cm: np.ndarray) -> float:
 
 def _validate(fp32_path, int8_path, spec, data, *, mean, std, max_images, progress, name):
     _, ort = _onnx()
-    s32, s8 = _session(fp32_path, ort), _session(int8_path, ort)
+    s32, s8 = ort_session(fp32_path), ort_session(int8_path)
     out_name = s32.get_outputs()[0].name
     agree = total = images = 0
     cms = {}

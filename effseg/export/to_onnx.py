@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..compile.parity import ParityError, parity_figures
+from .._parity import check_parity
+from ..runtime.sessions import ort_session
 from .guards import check_guard_shapes, sample_shapes
 from .onnx import export_onnx, onnx_op_types
 
@@ -171,17 +172,17 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
                           bytes=path.stat().st_size, export_s=round(export_s, 2))
     if check:
         _log(progress, "checking ONNX Runtime against PyTorch")
-        report.parity = check_parity(path, model, x32, dtype=dtype, argmax=argmax)
+        report.parity = check_onnx_parity(path, model, x32, dtype=dtype, argmax=argmax)
         if dynamic_batch or dynamic_hw:
             # A dim that tracing silently fixed would only show at another size.
             other = (shape[0] + 1 if dynamic_batch else shape[0], shape[1],
                      *((d + m if d + m <= max_hw else max(m, d - m)) if dynamic_hw else d for d in shape[2:]))
-            fig = check_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
+            fig = check_onnx_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
             report.parity["second_shape"] = {"shape": list(other), **fig}
             if guards:
                 _log(progress, f"checking {len({g[1] for g in guards if g[1]})} shape(s) where a lowering guard is false")
                 report.parity["guard_shapes"] = check_guard_shapes(
-                    path, model, guards, parity=lambda p, mdl, x: check_parity(p, mdl, x, dtype=dtype, argmax=argmax))
+                    path, model, guards, parity=lambda p, mdl, x: check_onnx_parity(p, mdl, x, dtype=dtype, argmax=argmax))
     elif guards:
         warnings.warn(f"{path}: {len(guards)} shape guard(s) recorded while lowering are false somewhere in the "
                       "dynamic range and check=False skipped checking those shapes; first: "
@@ -208,32 +209,24 @@ def _name_dynamic_dims(proto) -> None:
 
 def ort_run(path, x):
     """One ONNX Runtime CPU run of the file on a numpy input."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort_session(path)
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def check_parity(path, model: nn.Module, x32: torch.Tensor, *, dtype: str = "fp32", argmax: bool = False) -> dict:
+def check_onnx_parity(path, model: nn.Module, x32: torch.Tensor, *, dtype: str = "fp32",
+                      argmax: bool = False) -> dict:
     """Compare the ONNX file in ONNX Runtime with the fp32 PyTorch model on x32.
 
-    Returns the figures; raises effseg.ParityError when they are outside the tolerances
-    of effseg.compile.parity (and, for an argmax output, when fewer than 99.5% of the
-    pixels get the same class).
+    Returns the figures; raises effseg.ParityError when they are outside effseg's one
+    parity rule (effseg._parity; for an argmax output, fewer than 99.5% of the pixels
+    getting the same class).
     """
     ref_model = _Head(copy.deepcopy(model).cpu().float().eval(), False)
     with torch.no_grad():
         want = ref_model(x32)
     got = torch.from_numpy(ort_run(path, x32.to(DTYPES[dtype]).numpy()))
-    if argmax:
-        labels = want.argmax(1)
-        agree = (got.long() == labels).double().mean().item() if got.shape == labels.shape else 0.0
-        fig = {"argmax_agreement": agree, "argmax_required": 0.995, "ok": agree >= 0.995,
-               "dtype": dtype, "shape": list(got.shape)}
-    else:
-        fig = parity_figures(want, got.float() if dtype == "fp32" else got, DTYPES[dtype])
-    if not fig["ok"]:
-        raise ParityError(f"ONNX Runtime disagrees with PyTorch for {path}: {fig}", fig)
+    fig = check_parity(want, got, DTYPES[dtype], f"ONNX Runtime on {path}", labels=argmax)
+    fig["shape"] = list(got.shape)
     return fig
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .._labels import argmax_channels  # noqa: F401  the losses call it as C.argmax_channels
 from ..ops import distance_transform
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -103,13 +104,6 @@ def one_hot(labels: torch.Tensor, valid: torch.Tensor, K: int, dtype=torch.bool)
     ids = torch.arange(K, device=labels.device).view(1, K, 1, 1)
     oh = (labels.unsqueeze(1) == ids) & valid.unsqueeze(1)
     return oh if dtype == torch.bool else oh.to(dtype)
-
-
-def argmax_channels(x: torch.Tensor) -> torch.Tensor:
-    """x.argmax(dim=1), first maximum on ties. On the CPU, max(dim=1).indices (documented
-    to return the first maximal index as well) was measured ~8x faster than argmax over
-    the strided channel dim."""
-    return x.max(dim=1).indices
 
 
 def label_distances(labels: torch.Tensor, valid: torch.Tensor, K: int

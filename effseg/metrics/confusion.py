@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses._common import argmax_channels
+from .._labels import argmax_channels
 
 
 def _labels(name: str, x, dims: int) -> None:

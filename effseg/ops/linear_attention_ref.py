@@ -65,3 +65,32 @@ def summary_ref(k: Tensor, v: Tensor, kind: str) -> Tensor:
     top = torch.cat([torch.matmul(vc, fk.transpose(1, 2)), vc.sum(-1, keepdim=True)], 2)
     bottom = torch.cat([fk.sum(-1), fk.new_full((bt, 1), float(n))], 1).unsqueeze(1)
     return torch.cat([top, bottom], 1)
+
+
+# GeoSeg's own computation, from Q, K, V (after the 1x1 convs) on, written as GeoSeg
+# writes it (torch.einsum, torch.norm, NaN for a zero column): the peer that the tests
+# and the benchmark hold the kernels and the attention pass against. The result is made
+# contiguous, as the modules' `.contiguous()` / `gamma *` step does.
+def _l2_norm(x):
+    return torch.einsum("bcn, bn->bcn", x, 1 / torch.norm(x, p=2, dim=-2))
+
+
+def einsum_taylor(q, k, v, eps=1e-6):
+    """GeoSeg ABCNet / A2-FPN / BANet `Attention.forward`, from Q, K, V (B, C, N) on."""
+    _, c, n = v.shape
+    Q = _l2_norm(q).permute(-3, -1, -2)
+    K = _l2_norm(k)
+    tailor_sum = 1 / (n + torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps))
+    value_sum = torch.einsum("bcn->bc", v).unsqueeze(-1).expand(-1, c, n)
+    matrix = torch.einsum("bmn, bcn->bmc", K, v)
+    matrix_sum = value_sum + torch.einsum("bnm, bmc->bcn", Q, matrix)
+    return torch.einsum("bcn, bn->bcn", matrix_sum, tailor_sum).contiguous()
+
+
+def einsum_softplus(q, k, v, eps=1e-6):
+    """GeoSeg MANet `PAM_Module.forward`, from Q, K, V (B, C, N) on."""
+    Q = F.softplus(q).permute(-3, -1, -2)
+    K = F.softplus(k)
+    KV = torch.einsum("bmn, bcn->bmc", K, v)
+    norm = 1 / torch.einsum("bnc, bc->bn", Q, torch.sum(K, dim=-1) + eps)
+    return torch.einsum("bnm, bmc, bn->bcn", Q, KV, norm).contiguous()

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 
 FORMAT = "effseg-bundle"
 FORMAT_VERSION = 1

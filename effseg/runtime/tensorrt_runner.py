@@ -47,6 +47,33 @@ def tensorrt_version() -> tuple[int, int, int] | None:
     return parse_version(trt.__version__)
 
 
+class Engine:
+    """A deserialized engine with one execution context and its I/O names and dtypes:
+    the one engine loader, for the runtime's TensorRTRunner and effseg.compile's
+    TensorRT backend alike."""
+
+    def __init__(self, engine_bytes: bytes, what: str = "(bytes)"):
+        trt = import_tensorrt()
+        version = parse_version(trt.__version__)
+        if version < MIN_TENSORRT:
+            raise RuntimeError(f"TensorRT {trt.__version__} is too old: effseg runs engines with TensorRT 10 or newer")
+        self.trt = trt
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)  # must outlive the engine
+        self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT {trt.__version__} could not deserialize the engine "
+                               f"{what}: built by another TensorRT version or for another GPU?")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"TensorRT could not create an execution context for the engine {what} "
+                               "(out of GPU memory?)")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+
+
 class TensorRTRunner:
     """An engine file, deserialized with one execution context and one CUDA stream.
 
@@ -57,26 +84,14 @@ class TensorRTRunner:
     def __init__(self, engine_path=None, *, engine_bytes: bytes | None = None):
         from . import cudart
 
-        trt = import_tensorrt()
-        version = parse_version(trt.__version__)
-        if version < MIN_TENSORRT:
-            raise RuntimeError(f"TensorRT {trt.__version__} is too old: effseg runs engines with TensorRT 10 or newer")
         if engine_bytes is None:
             if engine_path is None:
                 raise TypeError("TensorRTRunner needs engine_path or engine_bytes")
             engine_bytes = Path(engine_path).read_bytes()
-        self._trt, self._cudart = trt, cudart
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        if self.engine is None:
-            raise RuntimeError(f"TensorRT {trt.__version__} could not deserialize the engine "
-                               f"{engine_path or '(bytes)'}: built by another TensorRT version or for another GPU?")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        loaded = Engine(engine_bytes, str(engine_path or "(bytes)"))
+        self._loaded, self._trt, self._cudart = loaded, loaded.trt, cudart
+        self.engine, self.context = loaded.engine, loaded.context
+        self.inputs, self.outputs, self.dtypes = loaded.inputs, loaded.outputs, loaded.dtypes
         self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         self._stream = cudart.stream_create()
 

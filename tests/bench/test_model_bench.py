@@ -7,7 +7,7 @@ import torch
 
 from effseg.bench import contenders as C
 from effseg.bench.model_bench import ROW_KEYS, BenchConfig, make_config, run_model_bench
-from effseg.bench.model_spec import resolve
+from effseg.models.spec import resolve
 
 TINY = "bench_nets:tiny_net"
 

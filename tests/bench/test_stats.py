@@ -1,11 +1,9 @@
-"""Percentiles, summaries, throughput and parity figures of effseg.bench.stats."""
-import math
+"""Percentiles, summaries and throughput of effseg.bench.stats."""
 
 import numpy as np
 import pytest
-import torch
 
-from effseg.bench.stats import parity, percentile, summarize, throughput
+from effseg.bench.stats import percentile, summarize, throughput
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 37])
@@ -42,20 +40,3 @@ def test_throughput():
     t = throughput(50.0, 2, 512, 256)
     assert t["fps"] == pytest.approx(40.0)
     assert t["mp_per_s"] == pytest.approx(40.0 * 512 * 256 / 1e6)
-
-
-def test_parity_figures():
-    want = torch.zeros(1, 3, 2, 2)
-    want[:, 0] = 1.0  # class 0 wins everywhere
-    got = want.clone()
-    got[0, 2, 0, 0] = 2.0  # one pixel of four now says class 2
-    p = parity(want, got.numpy())
-    assert p["max_abs_err"] == pytest.approx(2.0)
-    assert p["rel_err"] == pytest.approx(2.0)
-    assert p["argmax_agreement"] == pytest.approx(0.75)
-    assert parity(want, want)["max_abs_err"] == 0.0
-    bad = want.clone()
-    bad[0, 0, 0, 0] = float("nan")
-    assert parity(want, bad)["finite"] is False and math.isinf(parity(want, bad)["max_abs_err"])
-    with pytest.raises(ValueError, match="shape"):
-        parity(want, want[:, :2])

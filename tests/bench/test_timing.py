@@ -1,10 +1,11 @@
-"""effseg.bench.timing.sample_ms (per-iteration timing, synchronised on CUDA) and the
+"""effseg._timing.sample_ms (per-iteration timing, synchronised on CUDA) and the
 peak-memory helpers. The CUDA test replaces torch.cuda's Event and synchronize with
 recorders: it checks the helper's calls, it makes no claim about a GPU."""
 import pytest
 import torch
 
-from effseg.bench import memory, timing
+from effseg import _timing as timing
+from effseg.bench import memory
 
 
 def test_sample_ms_cpu_counts_calls():

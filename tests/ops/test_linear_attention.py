@@ -11,9 +11,8 @@ from attention_cases import (
 )
 
 from effseg import _native
-from effseg.bench.linear_attention import einsum_softplus, einsum_taylor
 from effseg.ops import linear_attention, linear_attention_ref
-from effseg.ops.linear_attention_ref import summary_ref
+from effseg.ops.linear_attention_ref import einsum_softplus, einsum_taylor, summary_ref
 
 FP32_REL = 1e-5  # fp32 kernels vs the fp64 reference, relative to max |out|
 FP64_REL = 1e-12
@@ -206,8 +205,8 @@ def test_cpp_baseline_instruction_set(require_backend):
     require_backend("cpp")
     import os
     import subprocess
-    import tempfile
     import sys
+    import tempfile
 
     env = dict(os.environ, EFFSEG_SIMD="sse2")
     res = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT], env=env, capture_output=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._pytree import tree_unflatten
 
@@ -28,16 +29,13 @@ def usable(device) -> tuple[bool, str]:
 
 class TrtRunner:
     def __init__(self, engine_bytes: bytes, out_spec, device):
-        import tensorrt as trt
+        from ...runtime.tensorrt_runner import Engine
 
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.dtypes = {n: torch.from_numpy(trt.nptype(self.engine.get_tensor_dtype(n))(0).reshape(1)).dtype
-                       for n in names}
+        self._loaded = Engine(engine_bytes, "built by effseg.compile")
+        self.context = self._loaded.context
+        self.input = self._loaded.inputs[0]
+        self.outputs = self._loaded.outputs
+        self.dtypes = {n: torch.from_numpy(np.zeros(1, dt)).dtype for n, dt in self._loaded.dtypes.items()}
         self.out_spec, self.device = out_spec, device
 
     def __call__(self, x):

@@ -45,7 +45,7 @@ def _from_callable(spec: str) -> nn.Module:
 def resolve(spec: str, *, num_classes: int = 6, in_channels: int = 3, arch: str | None = None,
             trusted: bool = False) -> ModelSpec:
     """Build the model `spec` names, in eval mode, on CPU."""
-    from ..models import create_model, list_models, load_checkpoint
+    from . import create_model, list_models, load_checkpoint
 
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"--model: expected a zoo name, PATH.ckpt or module:callable, got {spec!r}")

@@ -1,0 +1,69 @@
+"""The one place effseg builds ONNX Runtime sessions: the runtime's Predictor, the
+compile backend, export's parity checks, INT8 calibration and the benchmarks all come
+here, so a session setting (threads, providers, logging, spinning) is decided once.
+Torch-free, like the rest of the runtime."""
+from __future__ import annotations
+
+from pathlib import Path
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def import_ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise RuntimeError("onnxruntime is not installed: pip install onnxruntime "
+                           "(or onnxruntime-gpu)") from exc
+    return ort
+
+
+def providers_for(device: str = "cpu", providers=None) -> list[str]:
+    """Execution providers for a device name ("cpu", "cuda", "cuda:1", "auto").
+
+    "auto" takes CUDA where this onnxruntime has it, then the CPU; TensorRT's provider is
+    never chosen unasked, since it builds an engine at start-up."""
+    ort = import_ort()
+    if providers is not None:
+        return list(providers)
+    avail = ort.get_available_providers()
+    if device == "auto":
+        return [p for p in (CUDA, CPU) if p in avail]
+    if device.startswith("cuda"):
+        if CUDA not in avail:
+            raise RuntimeError("onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
+        return [CUDA, CPU]
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto', got {device!r}")
+    return [CPU]
+
+
+def ort_session(model, *, device: str = "cpu", providers=None, threads: int | None = None,
+                optimization: str | None = None, quiet: bool = True):
+    """An InferenceSession for `model`: a path, the model's bytes, or an onnx ModelProto.
+
+    threads: intra-op threads (None: ORT's default); optimization: None (ORT's default,
+    all) or one of "disable", "basic", "extended", "all"; quiet: warnings off (ORT logs
+    every constant-folded initializer at the default level)."""
+    ort = import_ort()
+    so = ort.SessionOptions()
+    if threads is not None:
+        if int(threads) < 0:
+            raise ValueError(f"threads must be >= 0 (0: ORT's default), got {threads}")
+        so.intra_op_num_threads = int(threads)
+    if optimization is not None:
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if optimization not in levels:
+            raise ValueError(f"optimization must be one of {sorted(levels)}, got {optimization!r}")
+        so.graph_optimization_level = levels[optimization]
+    if quiet:
+        so.log_severity_level = 3
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif isinstance(model, Path):
+        model = str(model)
+    return ort.InferenceSession(model, so, providers=providers_for(device, providers))

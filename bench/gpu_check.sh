@@ -41,8 +41,10 @@ if [ "$dry" = 1 ]; then
   # Before anything imports triton: its kernels then run on CPU tensors.
   export TRITON_INTERPRET=1
 fi
+# python -P: `-m` would put the checkout first on sys.path, and its effseg (no C++ module
+# built in place) would shadow the one pip just installed.
 if [ "$list" = 1 ]; then
-  exec "$py" -m pytest --collect-only -q -p no:cacheprovider "${select[@]}" tests
+  exec "$py" -P -m pytest --collect-only -q -p no:cacheprovider "${select[@]}" tests
 fi
 
 mkdir -p "$out"
@@ -81,9 +83,9 @@ if want tests; then
       export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
     fi
   fi
-  limited 40 "$py" -m effseg.cli info --json > "$out/info.json" 2> "$out/info.err"
+  limited 40 "$py" -P -m effseg.cli info --json > "$out/info.json" 2> "$out/info.err"
   echo "== tests: pytest ${select[*]} ${test_paths[*]}"
-  limited "$(left)" "$py" -m pytest -v -p no:cacheprovider --junitxml="$out/tests.xml" \
+  limited "$(left)" "$py" -P -m pytest -v -p no:cacheprovider --junitxml="$out/tests.xml" \
     "${select[@]}" "${test_paths[@]}" > "$out/tests.log" 2>&1
   rc=$?
   tail -3 "$out/tests.log"

@@ -5,7 +5,8 @@ bench/results/<suite>-<machine>-<YYYYMMDD>.json with two plots next to it
 
     python bench/run_cpu_suite.py             # the CPU suite (tens of minutes on 2 cores)
     python bench/run_cpu_suite.py --quick     # smoke run: small shapes, `effseg bench --quick`
-    python bench/run_cpu_suite.py --device cuda --dtype fp32 fp16   # what run_gpu_suite.sh runs
+    python bench/run_cpu_suite.py --device cuda --dtype fp32 fp16   # the whole suite on a GPU (long;
+                                                                    # bench/gpu_check.sh is the short check)
 
 Then `python bench/report.py` regenerates the README's performance section. A quick run
 writes <...>-quick.json, which the report ignores.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # This checkout's effseg, unless its native module is not built here and an installed
-# effseg is (run_gpu_suite.sh pip-installs the checkout and runs it that way).
+# effseg is (as after `pip install --no-build-isolation --no-deps .` on a GPU machine).
 _FROM_CHECKOUT = bool(list((ROOT / "effseg").glob("_C*"))) or importlib.util.find_spec("effseg") is None
 if _FROM_CHECKOUT:
     sys.path.insert(0, str(ROOT))

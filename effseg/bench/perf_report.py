@@ -22,7 +22,7 @@ def load_sources(results_dir) -> dict:
     bench/run_cpu_suite.py) wins over a standalone <op>-<device>.json; among suite files
     the latest date wins (then the name). Quick runs (`"quick": true`) are ignored."""
     results_dir = Path(results_dir)
-    out: dict = {"kernels": {}, "model_bench": {}, "zoo": {}, "compile": {}}
+    out: dict = {"kernels": {}, "model_bench": {}, "zoo": {}, "compile": {}, "gpu_kernels": {}}
     standalone, suites = [], []
     for path in sorted(results_dir.glob("*.json")):
         try:
@@ -63,6 +63,9 @@ def _add(out: dict, data: dict, src: str) -> None:
         out["zoo"][dev] = (data, src)
     elif data.get("bench") == "compile" and data.get("results"):
         out["compile"][dev] = (data, src)
+    elif data.get("bench") == "gpu_kernels" and data.get("kernels"):
+        # bench/gpu_kernels.py (bench/gpu_check.sh's stage 2); the last file by name wins.
+        out.setdefault("gpu_kernels", {})[dev] = (data, src)
 
 
 def _device_class(device: str) -> str:
@@ -192,7 +195,7 @@ def render(results_dir) -> str:
     if not src["model_bench"]:
         out += ["### `effseg bench`", "",
                 ("No model-benchmark JSON is committed yet: `python bench/run_cpu_suite.py` "
-                "writes one (and `bash bench/run_gpu_suite.sh` on a GPU machine)."), ""]
+                "writes one (and `bash bench/gpu_check.sh` on a GPU machine)."), ""]
     for dev in ("cpu", "gpu"):
         if dev in src["compile"]:
             out += _compile_section(dev, *src["compile"][dev])
@@ -215,6 +218,11 @@ def render(results_dir) -> str:
             out += [f"### Kernels, {dev.upper()}", ""]
             for op in ops:
                 out += _kernel_section(op, *src["kernels"][(op, dev)])
+    if "gpu" in src["gpu_kernels"]:
+        from .gpu_report import gpu_kernel_section
+
+        res, path = src["gpu_kernels"]["gpu"]
+        out += gpu_kernel_section(res, path, _machine(res))
     return "\n".join(out).rstrip() + "\n"
 
 

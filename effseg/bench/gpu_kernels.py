@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .timing import machine, median_ms
+from .._timing import machine, median_ms
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # The sequential references loop over L in Python: seconds per call on a GPU, so they
@@ -32,7 +32,7 @@ def make_timer(device: str) -> tuple[Callable, str]:
         except ImportError:
             pass
         return (lambda fn: median_ms(fn, device, repeats=20)["median_ms"],
-                "CUDA events (effseg.bench.timing.median_ms), median")
+                "CUDA events (effseg._timing.median_ms), median")
     # CPU runs are the dry run: one call, to prove the path, not to measure it.
     return (lambda fn: median_ms(fn, device, repeats=1, warmup=0)["median_ms"],
             "one time.perf_counter call (dry run)")

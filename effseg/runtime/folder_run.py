@@ -46,7 +46,8 @@ def _save(predictor, labels: np.ndarray, paths: tuple[Path, Path]) -> None:
     colour = predictor.colorize(labels)
     nodata = labels == predictor.nodata_label
     if nodata.any():
-        colour = np.dstack([colour, np.where(nodata, 0, 255).astype(np.uint8)])
+        colour = np.dstack([colour, np.where(nodata, np.uint8(0), np.uint8(255))])
+    del labels, lab
     Image.fromarray(colour).save(paths[1])
 
 

@@ -16,6 +16,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 # Whole-image runs of dynamic-size models pad to this multiple: the stride of the
 # deepest feature map of the zoo's encoders.
 PAD_MULTIPLE = 32
+_COLOR_ROWS = 256
 
 
 def engine_mismatch(built: str, installed: tuple[int, int, int] | None) -> str | None:
@@ -221,12 +222,18 @@ class Predictor:
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be an (H, W) integer class map, got {labels.dtype} {tuple(labels.shape)}")
         k = len(self._palette)
-        nodata = labels == self.nodata_label
-        bad = ((labels < 0) | (labels >= k)) & ~nodata
-        if bad.any():
-            raise ValueError(f"labels must lie in [0, {k}) (the bundle's {k} classes) or be the nodata label "
-                             f"{self.nodata_label}, got values {int(labels[bad].min())}..{int(labels[bad].max())}")
-        return np.where(nodata[..., None], np.uint8(0), self._palette[np.where(nodata, 0, labels)])
+        out = np.empty(labels.shape + (3,), np.uint8)
+        # Row chunks: the index temporaries of a whole 4000x4000 map would be ~200 MB.
+        for r0 in range(0, labels.shape[0], _COLOR_ROWS):
+            lab = labels[r0:r0 + _COLOR_ROWS]
+            nodata = lab == self.nodata_label
+            bad = ((lab < 0) | (lab >= k)) & ~nodata
+            if bad.any():
+                raise ValueError(f"labels must lie in [0, {k}) (the bundle's {k} classes) or be the nodata label "
+                                 f"{self.nodata_label}, got values {int(lab[bad].min())}..{int(lab[bad].max())}")
+            out[r0:r0 + _COLOR_ROWS] = self._palette[np.where(nodata, 0, lab)]
+            out[r0:r0 + _COLOR_ROWS][nodata] = 0
+        return out
 
     def run(self, input_path, out_dir, progress: bool = True, on_error: str = "report", on_failure=None):
         """Predict an image file or every image of a folder; writes <file name>_labels.png

@@ -11,7 +11,7 @@ from bundle_cases import MEAN, STD, conv_net, make_bundle
 from effseg.export.bundle import bundle_meta, write_bundle
 from effseg.runtime import BundleError, Predictor, load_bundle
 from effseg.runtime.bundle import check_effseg_version, validate_meta
-from effseg.runtime.sessions import check_output
+from effseg.runtime.bundle_models import check_output
 
 
 def _edit_meta(folder, fn):

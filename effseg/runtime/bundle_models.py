@@ -1,4 +1,4 @@
-"""ONNX Runtime and TensorRT sessions built from a bundle's verified bytes, and the
+"""The model of a bundle (ONNX Runtime or TensorRT), built from its verified bytes, and the
 checks that the model's output is what meta.json says it is (output.kind, num_classes).
 
 The model is read once, hashed, and the session is built from those same bytes: a file

@@ -137,14 +137,20 @@ def _cmd_run(args) -> int:
     from .runtime.bundle import BundleError
     from .runtime.predictor import Predictor
 
+    def failed(path, reason):
+        print(f"effseg run: error: {path}: {reason}", file=sys.stderr, flush=True)
+
     try:
-        predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads)
-        written = predictor.run(args.input, args.out, progress=not args.no_progress)
+        predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads, nonfinite=args.nonfinite,
+                              max_pixels=args.max_pixels or None, bands=args.bands,
+                              replicate_grey=args.replicate_grey)
+        result = predictor.run(args.input, args.out, progress=not args.no_progress, on_failure=failed)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"effseg run: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(written) // 2} image(s) -> {args.out} ({predictor.backend})")
-    return 0
+    print(f"{result.ok} image(s) -> {args.out} ({predictor.backend})"
+          + (f"; {len(result.failed)} failed (see above)" if result.failed else ""))
+    return 1 if result.failed else 0
 
 
 def _cmd_export(args) -> int:
@@ -179,6 +185,8 @@ def _cmd_export(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .runtime.images import DEFAULT_MAX_PIXELS
+
     parser = argparse.ArgumentParser(prog="effseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="versions, devices and which backends are usable here")
@@ -263,14 +271,28 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_export)
     p = sub.add_parser("run", help="segment an image or a folder with an exported bundle (no torch needed)",
-                       description="Writes <name>_labels.png (class indices) and <name>_color.png (palette) "
-                                   "for each image. Images of any size: tiled or padded as the bundle says.")
+                       description="Writes <file name>_labels.png (class indices, 255 where the image has no "
+                                   "data) and <file name>_color.png (palette) for each image, e.g. a.png -> "
+                                   "a.png_labels.png. Images of any size: tiled or padded as the bundle says. "
+                                   "A file that cannot be read or predicted is reported and skipped; the exit "
+                                   "status is then 1 (2: the bundle or an argument is wrong).")
     p.add_argument("bundle", help="bundle folder (model.onnx, meta.json[, model.engine])")
     p.add_argument("input", help="an image file or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
                    help="auto: the bundle's TensorRT engine when it runs here, else ONNX Runtime")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
+                   help="NaN/Inf pixels: nodata (label 255, transparent in the colour PNG; default) or error "
+                        "(that image fails)")
+    p.add_argument("--bands", default=None, metavar="1,2,3",
+                   help="1-based bands of the image to feed the model, in order (default: all, which must "
+                        "match the model's channels)")
+    p.add_argument("--replicate-grey", action="store_true",
+                   help="repeat a single-band image in every model channel (refused otherwise)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse images larger than N pixels (H x W) before decoding them (default "
+                        f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(fn=_cmd_run)
     if argv is None:

@@ -48,12 +48,15 @@ def bundle_meta(*, architecture: str, num_classes: int, input_shape, classes=Non
                 input_name: str = "input", output_name: str = "logits", output_kind: str = "logits",
                 dtype: str = "float32", dynamic_batch: bool = False, dynamic_hw: bool = False,
                 mean=IMAGENET_MEAN, std=IMAGENET_STD, tile_size: int | None = None, tile_overlap: int | None = None,
-                opset: int = 17, precision: str = "fp32") -> dict:
+                opset: int = 17, precision: str = "fp32", pixel_dtype: str = "uint8", scale: float = 1.0,
+                nodata: float | None = None) -> dict:
     """meta.json's content (format_version 1) without "files", which write_bundle fills.
 
     input_shape is (C, H, W) or (N, C, H, W): the exported size (the optimum when
     dynamic). tile_size defaults to the larger of H and W, tile_overlap to
-    min(64, tile_size // 4); mean/std are in 0-255 units.
+    min(64, tile_size // 4); mean/std are in the units of pixel x scale (0-255 for 8-bit
+    images). pixel_dtype, scale and nodata are written only when they differ from the
+    8-bit defaults, so bundles that do not use them stay as older effseg wrote them.
     """
     shape = tuple(input_shape)
     if len(shape) == 4:
@@ -85,6 +88,12 @@ def bundle_meta(*, architecture: str, num_classes: int, input_shape, classes=Non
         "files": {ONNX_NAME: {"sha256": "0" * 64, "bytes": 0}},
         "created": _now(),
     }
+    if pixel_dtype != "uint8":
+        meta["input"]["pixel_dtype"] = pixel_dtype
+    if scale != 1.0:
+        meta["input"]["scale"] = scale
+    if nodata is not None:
+        meta["input"]["nodata"] = nodata
     # Same checks as the loader, so a bad argument fails here and not on the device.
     validate_meta(meta)
     del meta["files"]

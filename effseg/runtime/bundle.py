@@ -6,15 +6,27 @@ share one validator. meta.json, format_version 1:
 
     format "effseg-bundle", format_version, effseg_version, architecture, num_classes,
     classes [num_classes names], palette [num_classes [r, g, b]],
-    input {name, channels, height, width, dtype float32|float16, dynamic_batch, dynamic_hw},
-    output {name, kind logits|labels}, normalize {mean, std} (0-255 units, per channel),
-    tile {size, overlap}, opset, precision fp32|fp16|int8,
+    input {name, channels, height, width, dtype float32|float16, dynamic_batch, dynamic_hw
+           [, pixel_dtype, scale, nodata]},
+    output {name, kind logits|labels}, normalize {mean, std} (per channel, in the units of
+    pixel x input.scale), tile {size, overlap <= size / 2}, opset, precision fp32|fp16|int8,
     files {file name: {sha256, bytes[, tensorrt_version for model.engine]}}, created.
+
+Optional input keys (absent in older bundles, which means today's 8-bit behaviour):
+    pixel_dtype  the integer image type the model was trained on: uint8 (default), uint16,
+                 int16, uint32 or int32. Integer images of another type are refused, so a
+                 16-bit scene never meets an 8-bit model's mean/std silently. Float images
+                 are taken as already in these units.
+    scale        multiplies every pixel before mean/std (default 1): a uint16 bundle
+                 trained on 8-bit statistics says 1/257; one trained in native units says 1.
+    nodata       a pixel value (all bands equal to it) that marks missing data (default
+                 none); an image file's own nodata value takes precedence.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +41,11 @@ ENGINE_NAME = "model.engine"
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_DTYPES = ("float32", "float16")
 OUTPUT_KINDS = ("logits", "labels")
+PIXEL_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# major.minor.patch with an optional pre-release/dev/local suffix: 0.1.0, 0.1.0rc1,
+# 0.1.0.dev3, 0.1.0-beta.2, 0.1.0+g1234. Anything else is malformed, never a prefix guess.
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:[.+-]?[0-9A-Za-z]+(?:[.+-][0-9A-Za-z]+)*)?")
 
 
 class BundleError(ValueError):
@@ -45,11 +61,12 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _version_tuple(text: str, key: str) -> tuple[int, ...]:
-    m = re.match(r"(\d+)\.(\d+)", text)
+def _version_tuple(text, key: str) -> tuple[int, int, int]:
+    m = _VERSION.fullmatch(text) if isinstance(text, str) else None
     if not m:
-        raise BundleError(f"meta.json: key {key!r} must be a version like '0.1.0', got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+        raise BundleError(f"meta.json: key {key!r} must be a version major.minor.patch with an optional suffix "
+                          f"(like '0.1.0' or '0.1.0rc1'), got {text!r}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
 # --- schema checks: each error names the dotted key ------------------------------------
@@ -116,8 +133,8 @@ def check_format_version(meta) -> None:
 def check_effseg_version(bundle_version: str, installed: str = __version__) -> None:
     """Bundles from the same major.minor (or an older minor of the same major) run;
     one from a newer effseg, or another major, does not. Under 0.x a minor is a major."""
-    b = _version_tuple(bundle_version, "effseg_version")
-    i = _version_tuple(installed, "effseg_version")
+    b = _version_tuple(bundle_version, "effseg_version")[:2]
+    i = _version_tuple(installed, "effseg_version")[:2]
     if b > i:
         raise BundleError(f"bundle was written by effseg {bundle_version}, newer than this effseg {installed}: "
                           "upgrade effseg (pip install -U effseg)")
@@ -153,6 +170,14 @@ def validate_meta(meta) -> dict:
     _str(inp, "dtype", "input.", INPUT_DTYPES)
     _bool(inp, "dynamic_batch", "input.")
     _bool(inp, "dynamic_hw", "input.")
+    if "pixel_dtype" in inp:
+        _str(inp, "pixel_dtype", "input.", PIXEL_DTYPES)
+    if "scale" in inp:
+        v = inp["scale"]
+        _want(_is_num(v) and math.isfinite(v) and v > 0, "input.scale", "a positive finite number", v)
+    if inp.get("nodata") is not None:
+        v = inp["nodata"]
+        _want(_is_num(v) and math.isfinite(v), "input.nodata", "a finite number or null", v)
     out = _section(meta, "output")
     _str(out, "name", "output.")
     _str(out, "kind", "output.", OUTPUT_KINDS)
@@ -166,7 +191,9 @@ def validate_meta(meta) -> dict:
     tile = _section(meta, "tile")
     size = _int(tile, "size", "tile.", 1)
     overlap = _int(tile, "overlap", "tile.", 0)
-    _want(overlap < size, "tile.overlap", f"smaller than tile.size ({size})", overlap)
+    # Beyond half a tile the tile count grows as (size / (size - overlap))^2 for no gain:
+    # overlap 127 on 128-px tiles is 16,641 runs for a 256x256 image.
+    _want(overlap <= size // 2, "tile.overlap", f"at most half of tile.size ({size} // 2 = {size // 2})", overlap)
 
     _int(meta, "opset", "", 1)
     _str(meta, "precision", "", PRECISIONS)
@@ -227,6 +254,18 @@ class Bundle:
     @property
     def output(self) -> dict:
         return dict(self.meta["output"])
+
+    @property
+    def pixel_dtype(self) -> str:
+        return self.meta["input"].get("pixel_dtype", "uint8")
+
+    @property
+    def scale(self) -> float:
+        return float(self.meta["input"].get("scale", 1.0))
+
+    @property
+    def nodata(self) -> float | None:
+        return self.meta["input"].get("nodata")
 
     def read_verified(self, name: str) -> bytes:
         """A listed file's bytes, checked again against meta.json: what is hashed is

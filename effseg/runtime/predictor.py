@@ -2,79 +2,21 @@
 Runtime or TensorRT (no torch)."""
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from .bundle import ENGINE_NAME, ONNX_NAME, Bundle, BundleError, load_bundle
-from .images import list_images, normalize, read_image
-from .tiling import pad_reflect, tiled_labels, tiled_logits
+from .bundle import Bundle, BundleError, load_bundle
+from .images import DEFAULT_MAX_PIXELS, check_bands, check_max_pixels, read_raster
+from .pixels import PixelPrep
+from .bundle_models import OrtModel, TrtModel, check_output
+from .tiling import pad_reflect, stream_tiled_labels, stream_tiled_logits
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 # Whole-image runs of dynamic-size models pad to this multiple: the stride of the
 # deepest feature map of the zoo's encoders.
 PAD_MULTIPLE = 32
-
-
-class _OrtModel:
-    def __init__(self, bundle: Bundle, providers, threads):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise RuntimeError("onnxruntime is not installed: pip install onnxruntime "
-                               "(or onnxruntime-gpu)") from exc
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        if providers is None:
-            # TensorRT's provider would build an engine at start-up: only when asked for.
-            avail = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-        # Run the bytes that were hashed, unless the weights sit in external-data files
-        # (ORT finds those next to the model path; load_bundle hashed them too).
-        if set(bundle.meta["files"]) - {ONNX_NAME, ENGINE_NAME}:
-            model = str(bundle.onnx_path)
-        else:
-            model = bundle.read_verified(ONNX_NAME)
-        self.session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
-        self.name = "onnxruntime"
-        inputs = {i.name: i.shape for i in self.session.get_inputs()}
-        want = bundle.input["name"]
-        if want not in inputs:
-            raise BundleError(f"model.onnx has inputs {sorted(inputs)}, but meta.json names input {want!r}")
-        shape = inputs[want]
-        ch = bundle.input["channels"]
-        if len(shape) == 4 and isinstance(shape[1], int) and shape[1] != ch:
-            raise BundleError(f"model.onnx takes {shape[1]} channels, but meta.json says input.channels {ch}")
-        hw = (bundle.input["height"], bundle.input["width"])
-        if (len(shape) == 4 and not bundle.input["dynamic_hw"] and all(isinstance(d, int) for d in shape[2:])
-                and tuple(shape[2:]) != hw):
-            raise BundleError(f"model.onnx takes {shape[2]}x{shape[3]} images, but meta.json says input "
-                              f"height x width {hw[0]}x{hw[1]}")
-        self.input_name, self.output_name = want, bundle.output["name"]
-        outputs = [o.name for o in self.session.get_outputs()]
-        if self.output_name not in outputs:
-            raise BundleError(f"model.onnx has outputs {outputs}, but meta.json names output {self.output_name!r}")
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0]
-
-
-class _TrtModel:
-    def __init__(self, bundle: Bundle):
-        from .tensorrt_runner import TensorRTRunner
-
-        self.runner = TensorRTRunner(bundle.engine_path, engine_bytes=bundle.read_verified(ENGINE_NAME))
-        self.name = "tensorrt"
-        self.input_name, self.output_name = bundle.input["name"], bundle.output["name"]
-        for n, names in ((self.input_name, self.runner.inputs), (self.output_name, self.runner.outputs)):
-            if n not in names:
-                raise BundleError(f"model.engine has tensors {names}, but meta.json names {n!r}")
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.runner.run({self.input_name: x})[self.output_name]
+_COLOR_ROWS = 256
 
 
 def engine_mismatch(built: str, installed: tuple[int, int, int] | None) -> str | None:
@@ -107,35 +49,50 @@ class Predictor:
     why. providers and threads go to ONNX Runtime. tile: None tiles only when a
     static-size model gets another size; True also tiles dynamic-size models (large
     images), False never tiles (the image must then match a static model's size).
+
+    nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
+    in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
+    apply to the files that read() and run() open (see effseg.runtime.images).
     """
 
     def __init__(self, bundle_or_path, backend: str = "auto", providers=None, threads: int | None = None,
-                 tile: bool | None = None):
+                 tile: bool | None = None, *, nonfinite: str = "nodata",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, bands=None, replicate_grey: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         if tile not in (None, True, False):
             raise ValueError(f"tile must be None, True or False, got {tile!r}")
+        self.max_pixels = check_max_pixels(max_pixels)
+        self.bands = None if bands is None else check_bands(bands)
+        self.replicate_grey = bool(replicate_grey)
         self.bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
         self.tile = tile
         meta = self.bundle.meta
         self.channels = meta["input"]["channels"]
         self.dtype = np.dtype(meta["input"]["dtype"])
         self.mean, self.std = meta["normalize"]["mean"], meta["normalize"]["std"]
+        self._prep = PixelPrep(self.mean, self.std, self.bundle.scale, nonfinite)
+        self.nonfinite = nonfinite
         self._palette = np.asarray(self.bundle.palette, np.uint8)
+        th, tw = self._tile_hw()
+        overlap = meta["tile"]["overlap"]
+        if overlap > min(th, tw) // 2:
+            raise BundleError(f"meta.json: key 'tile.overlap' must be at most half of the {th}x{tw} tiles this "
+                              f"model runs ({min(th, tw) // 2}), got {overlap}")
         if backend in ("auto", "tensorrt"):
             why = _engine_refusal(self.bundle)
             if why is None:
-                self._model = _TrtModel(self.bundle)
+                self._model = TrtModel(self.bundle)
             elif backend == "tensorrt":
                 raise BundleError(f"backend='tensorrt' cannot run: {why}")
             else:
                 if self.bundle.engine_path is not None:
                     warnings.warn(f"running model.onnx with ONNX Runtime: {why}", RuntimeWarning, stacklevel=2)
-                self._model = _OrtModel(self.bundle, providers, threads)
+                self._model = OrtModel(self.bundle, providers, threads)
         else:
-            self._model = _OrtModel(self.bundle, providers, threads)
+            self._model = OrtModel(self.bundle, providers, threads)
 
     @property
     def backend(self) -> str:
@@ -143,7 +100,12 @@ class Predictor:
 
     @property
     def label_dtype(self) -> np.dtype:
-        return np.dtype(np.uint8 if self.bundle.num_classes <= 256 else np.int32)
+        return np.dtype(np.uint8 if self.bundle.num_classes <= 255 else np.int32)
+
+    @property
+    def nodata_label(self) -> int:
+        """The label of nodata pixels: 255 (uint8 maps, up to 255 classes), else 65535."""
+        return 255 if self.bundle.num_classes <= 255 else 65535
 
     def _check_image(self, image) -> np.ndarray:
         if not isinstance(image, np.ndarray):
@@ -155,18 +117,20 @@ class Predictor:
         if image.shape[-1] != self.channels:
             raise ValueError(f"image has {image.shape[-1]} channels, but the bundle's model takes "
                              f"{self.channels} (shape {tuple(image.shape)}, expected (H, W, {self.channels}))")
-        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
-            raise TypeError(f"image must hold numbers in 0-255 units, got dtype {image.dtype}")
+        if image.dtype.kind not in "uif":
+            raise TypeError(f"image must hold integers or floats, got dtype {image.dtype}")
+        want = self.bundle.pixel_dtype
+        if image.dtype.kind in "ui" and image.dtype != np.dtype(want):
+            # A 16-bit scene through 8-bit statistics is a confident wrong answer.
+            raise ValueError(f"image holds {image.dtype} pixels, but the bundle's model takes {want} pixels "
+                             f"(meta.json input.pixel_dtype {want!r}): export a bundle for {image.dtype} data "
+                             "(pixel_dtype and scale or mean/std in its units), or convert the image")
         return image
 
     def _run_one(self, x: np.ndarray) -> np.ndarray:
-        """(C, h, w) -> the model's output for one image, batch dimension removed."""
+        """(C, h, w) -> the model's checked output, batch dimension removed."""
         out = np.asarray(self._model(x[None].astype(self.dtype, copy=False)))
-        return out[0]
-
-    def _labels_of(self, out: np.ndarray) -> np.ndarray:
-        """A "labels" output, (h, w) or (1, h, w), as an (h, w) array."""
-        return out[0] if out.ndim == 3 else out
+        return check_output(out, self.bundle.output["kind"], self.bundle.num_classes, x.shape[1:])
 
     def _plan(self, h: int, w: int) -> str:
         inp = self.bundle.input
@@ -188,85 +152,93 @@ class Predictor:
             return size, size
         return inp["height"], inp["width"]
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        _, h, w = x.shape
+    def _bands(self, image: np.ndarray, mask: np.ndarray | None):
+        """Yields (r0, r1, output rows r0..r1): (K, rows, W) logits or (rows, W) labels."""
+        h, w = image.shape[:2]
         kind = self.bundle.output["kind"]
         plan = self._plan(h, w)
+
+        def rows(idx):
+            return self._prep(image[idx], None if mask is None else mask[idx])
+
         if plan == "tile":
-            overlap = self.bundle.meta["tile"]["overlap"]
-            if kind == "logits":
-                return tiled_logits(x, self._run_one, self._tile_hw(), overlap)
-            return tiled_labels(x, lambda t: self._labels_of(self._run_one(t)), self._tile_hw(), overlap)
+            stream = stream_tiled_logits if kind == "logits" else stream_tiled_labels
+            yield from stream(h, w, rows, self._run_one, self._tile_hw(), self.bundle.meta["tile"]["overlap"])
+            return
+        x = rows(np.arange(h))
         if plan == "whole":
             ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-            out = self._run_one(pad_reflect(x, ph, pw))
-        else:
-            out = self._run_one(x)
-        if kind == "logits":
-            return out[:, :h, :w].astype(np.float32, copy=False)
-        return self._labels_of(out)[:h, :w]
+            x = pad_reflect(x, ph, pw)
+        out = self._run_one(x)
+        yield 0, h, out[..., :h, :w]
 
-    def predict_logits(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, C) image in 0-255 units -> (K, H, W) float32 logits (bundles whose
-        output kind is "logits")."""
+    def _mask(self, image, valid, nodata):
+        return self._prep.nodata_mask(image, valid, self.bundle.nodata if nodata is None else nodata)
+
+    def predict_logits(self, image: np.ndarray, *, valid=None, nodata=None) -> np.ndarray:
+        """(H, W, C) image -> (K, H, W) float32 logits (bundles whose output kind is
+        "logits"); NaN at nodata pixels (see predict)."""
         if self.bundle.output["kind"] != "logits":
             raise ValueError("this bundle's model outputs labels (output.kind 'labels'), not logits")
         image = self._check_image(image)
-        return self._forward(normalize(image, self.mean, self.std))
+        mask = self._mask(image, valid, nodata)
+        out = np.empty((self.bundle.num_classes,) + image.shape[:2], np.float32)
+        for r0, r1, band in self._bands(image, mask):
+            out[:, r0:r1] = band
+        if mask is not None:
+            out[:, mask] = np.nan
+        return out
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, C) image in 0-255 units (uint8 usually) -> (H, W) class map, uint8
-        (int32 beyond 256 classes)."""
+    def predict(self, image: np.ndarray, *, valid=None, nodata=None) -> np.ndarray:
+        """(H, W, C) image in the bundle's pixel units (uint8 0-255 unless meta.json says
+        otherwise) -> (H, W) class map, uint8 (int32 beyond 255 classes), nodata_label at
+        nodata pixels: NaN/Inf ones, those whose bands all equal `nodata` (default: the
+        bundle's input.nodata), and those where `valid` (H, W) is False."""
         image = self._check_image(image)
-        out = self._forward(normalize(image, self.mean, self.std))
-        labels = out.argmax(axis=0) if self.bundle.output["kind"] == "logits" else out
-        return labels.astype(self.label_dtype, copy=False)
+        mask = self._mask(image, valid, nodata)
+        labels = np.empty(image.shape[:2], self.label_dtype)
+        logits = self.bundle.output["kind"] == "logits"
+        for r0, r1, band in self._bands(image, mask):
+            labels[r0:r1] = band.argmax(axis=0) if logits else band
+        if mask is not None:
+            labels[mask] = self.nodata_label
+        return labels
+
+    def read(self, path):
+        """An image file as (pixels, valid, nodata) for predict, with this predictor's
+        bands, replicate_grey and max_pixels."""
+        r = read_raster(path, self.channels, bands=self.bands, replicate_grey=self.replicate_grey,
+                        max_pixels=self.max_pixels)
+        return r.pixels, r.valid, r.nodata
+
+    def predict_file(self, path) -> np.ndarray:
+        pixels, valid, nodata = self.read(path)
+        return self.predict(pixels, valid=valid, nodata=nodata)
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
-        """(H, W) class map -> (H, W, 3) uint8 colours from the bundle's palette."""
+        """(H, W) class map -> (H, W, 3) uint8 colours from the bundle's palette; nodata
+        pixels black (run() also makes them transparent)."""
         labels = np.asarray(labels)
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be an (H, W) integer class map, got {labels.dtype} {tuple(labels.shape)}")
         k = len(self._palette)
-        if labels.size and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(f"labels must lie in [0, {k}) (the bundle's {k} classes), "
-                             f"got values {int(labels.min())}..{int(labels.max())}")
-        return self._palette[labels]
+        out = np.empty(labels.shape + (3,), np.uint8)
+        # Row chunks: the index temporaries of a whole 4000x4000 map would be ~200 MB.
+        for r0 in range(0, labels.shape[0], _COLOR_ROWS):
+            lab = labels[r0:r0 + _COLOR_ROWS]
+            nodata = lab == self.nodata_label
+            bad = ((lab < 0) | (lab >= k)) & ~nodata
+            if bad.any():
+                raise ValueError(f"labels must lie in [0, {k}) (the bundle's {k} classes) or be the nodata label "
+                                 f"{self.nodata_label}, got values {int(lab[bad].min())}..{int(lab[bad].max())}")
+            out[r0:r0 + _COLOR_ROWS] = self._palette[np.where(nodata, 0, lab)]
+            out[r0:r0 + _COLOR_ROWS][nodata] = 0
+        return out
 
-    def run(self, input_path, out_dir, progress: bool = True) -> list[Path]:
-        """Predict an image file or every image of a folder; writes <name>_labels.png (the
-        class indices) and <name>_color.png in out_dir. Returns the files written."""
-        from PIL import Image
+    def run(self, input_path, out_dir, progress: bool = True, on_error: str = "report", on_failure=None):
+        """Predict an image file or every image of a folder; writes <file name>_labels.png
+        and <file name>_color.png in out_dir (see effseg.runtime.folder_run). Returns a
+        RunResult: the files written and the images that failed, with why."""
+        from .folder_run import run_folder
 
-        files = list_images(input_path)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stems = [f.stem for f in files]
-        written = []
-        for i, f in enumerate(_progress(files, progress)):
-            # a.png and a.tif in one folder must not overwrite each other's results.
-            stem = f.stem if stems.count(f.stem) == 1 else f.name.replace(".", "_")
-            labels = self.predict(read_image(f, self.channels))
-            lab = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)
-            paths = (out / f"{stem}_labels.png", out / f"{stem}_color.png")
-            Image.fromarray(lab).save(paths[0])
-            Image.fromarray(self.colorize(labels)).save(paths[1])
-            written += paths
-            if progress and _tqdm() is None:
-                print(f"{i + 1}/{len(files)} {f.name}", file=sys.stderr, flush=True)
-        return written
-
-
-def _tqdm():
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm
-
-
-def _progress(files, progress: bool):
-    tqdm = _tqdm() if progress else None
-    if tqdm is None:
-        return files
-    return tqdm(files, unit="img", file=sys.stderr)
+        return run_folder(self, input_path, out_dir, progress=progress, on_error=on_error, on_failure=on_failure)

@@ -137,7 +137,7 @@ def test_effseg_version_compatibility():
     (lambda m: m["palette"][0].append(1), "'palette' must be a list of 4"),
     (lambda m: m["normalize"].update(std=[1.0, 0.0, 1.0]), "'normalize.std' must be positive"),
     (lambda m: m["normalize"].update(mean=[1.0]), "'normalize.mean' must be a list of 3 numbers"),
-    (lambda m: m["tile"].update(overlap=16), "'tile.overlap' must be smaller than tile.size"),
+    (lambda m: m["tile"].update(overlap=16), "'tile.overlap' must be at most half of tile.size"),
     (lambda m: m["output"].update(kind="probabilities"), "'output.kind'"),
     (lambda m: m.update(precision="int4"), "'precision'"),
     (lambda m: m["files"].update({"../evil.onnx": m["files"]["model.onnx"]}), "plain file names"),

@@ -105,8 +105,8 @@ def test_cli_export_then_run(tmp_path, capsys):
     imgs = _images(tmp_path / "imgs", n=2, size=80)
     assert main(["run", str(tmp_path / "b"), str(imgs), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "im0_color.png", "im0_labels.png", "im1_color.png", "im1_labels.png"]
-    lab = np.asarray(Image.open(tmp_path / "out" / "im1_labels.png"))
+        "im0.png_color.png", "im0.png_labels.png", "im1.png_color.png", "im1.png_labels.png"]
+    lab = np.asarray(Image.open(tmp_path / "out" / "im1.png_labels.png"))
     assert lab.shape == (80, 84) and lab.max() < 6
 
 

@@ -51,15 +51,16 @@ def conv_net(path, *, channels=3, classes=4, height=16, width=16, dynamic_hw=Fal
 
 def make_bundle(tmp_path, name="bundle", *, channels=3, classes=4, height=16, width=16, dynamic_hw=False,
                 kernel=3, output_kind="logits", fp16_input=False, tile_size=None, tile_overlap=None, seed=0,
-                **meta_kw):
+                stats_scale=1.0, **meta_kw):
+    """stats_scale multiplies mean and std: 257 gives 16-bit native units of the same statistics."""
     onnx_path = conv_net(tmp_path / f"{name}.onnx", channels=channels, classes=classes, height=height,
                          width=width, dynamic_hw=dynamic_hw, kernel=kernel, output_kind=output_kind,
                          fp16_input=fp16_input, seed=seed)
     meta = bundle_meta(architecture="tinyconv", num_classes=classes, input_shape=(channels, height, width),
                        output_name="labels" if output_kind == "labels" else "logits", output_kind=output_kind,
                        dtype="float16" if fp16_input else "float32", dynamic_hw=dynamic_hw,
-                       mean=MEAN[:channels] + (100.0,) * max(0, channels - 3),
-                       std=STD[:channels] + (50.0,) * max(0, channels - 3),
+                       mean=[m * stats_scale for m in MEAN[:channels] + (100.0,) * max(0, channels - 3)],
+                       std=[s * stats_scale for s in STD[:channels] + (50.0,) * max(0, channels - 3)],
                        tile_size=tile_size, tile_overlap=tile_overlap, **meta_kw)
     return write_bundle(tmp_path / name, onnx_path, meta=meta)
 

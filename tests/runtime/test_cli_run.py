@@ -29,11 +29,11 @@ def test_effseg_run_on_a_folder_without_torch(tmp_path):
                                              "--no-progress"]))
     assert r.returncode == 0, r.stderr
     assert "2 image(s)" in r.stdout and "onnxruntime" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["tile_a_color.png", "tile_a_labels.png", "tile_b_color.png",
-                                                     "tile_b_labels.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["tile_a.png_color.png", "tile_a.png_labels.png",
+                                                     "tile_b.png_color.png", "tile_b.png_labels.png"]
     p = Predictor(bundle)
     for name, img in imgs.items():
-        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}_labels.png")), p.predict(img))
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}.png_labels.png")), p.predict(img))
 
 
 def test_effseg_run_progress_and_errors_without_torch(tmp_path):

@@ -174,12 +174,13 @@ def test_run_writes_label_and_colour_pngs(tmp_path):
     for name, img in imgs.items():
         Image.fromarray(img).save(src / f"{name}.png")
     np.save(src / "a.npy", imgs["a"])  # same stem as a.png: must not overwrite it
-    out = p.run(src, tmp_path / "out", progress=False)
+    out = p.run(src, tmp_path / "out", progress=False).written
     assert sorted(f.name for f in out) == sorted(
-        ["a_npy_labels.png", "a_npy_color.png", "a_png_labels.png", "a_png_color.png", "b_labels.png", "b_color.png"])
-    labels = np.asarray(Image.open(tmp_path / "out" / "b_labels.png"))
+        ["a.npy_labels.png", "a.npy_color.png", "a.png_labels.png", "a.png_color.png", "b.png_labels.png",
+         "b.png_color.png"])
+    labels = np.asarray(Image.open(tmp_path / "out" / "b.png_labels.png"))
     np.testing.assert_array_equal(labels, p.predict(imgs["b"]))
-    colour = np.asarray(Image.open(tmp_path / "out" / "b_color.png"))
+    colour = np.asarray(Image.open(tmp_path / "out" / "b.png_color.png"))
     np.testing.assert_array_equal(colour, p.colorize(labels))
-    single = p.run(src / "b.png", tmp_path / "one", progress=False)
-    assert [f.name for f in single] == ["b_labels.png", "b_color.png"]
+    single = p.run(src / "b.png", tmp_path / "one", progress=False).written
+    assert [f.name for f in single] == ["b.png_labels.png", "b.png_color.png"]

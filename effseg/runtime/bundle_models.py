@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import ENGINE_NAME, ONNX_NAME, Bundle, BundleError
+from .sessions import import_ort, ort_session
 
 _ORT_FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
 _ORT_INTS = tuple(f"tensor({t})" for t in ("int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8"))
@@ -72,30 +73,16 @@ def check_output(out: np.ndarray, kind: str, num_classes: int, hw: tuple[int, in
 
 class OrtModel:
     def __init__(self, bundle: Bundle, providers, threads):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise RuntimeError("onnxruntime is not installed: pip install onnxruntime "
-                               "(or onnxruntime-gpu)") from exc
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        if providers is None:
-            # TensorRT's provider would build an engine at start-up: only when asked for.
-            avail = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-        model = bundle.read_verified(ONNX_NAME)
+        ort = import_ort()
         external = sorted(set(bundle.meta["files"]) - {ONNX_NAME, ENGINE_NAME})
-        if external:
-            if not hasattr(opts, "add_external_initializers_from_files_in_memory"):
-                raise BundleError(f"model.onnx keeps its weights in {', '.join(external)}; this onnxruntime "
-                                  f"{ort.__version__} can only read them by path, after they were checked, which "
-                                  "a swapped file could exploit: upgrade onnxruntime (1.20 or newer)")
-            # Keep the buffers alive until the session is built: ONNX Runtime copies them then.
-            buffers = [bundle.read_verified(name) for name in external]
-            opts.add_external_initializers_from_files_in_memory(external, buffers, [len(b) for b in buffers])
+        if external and not hasattr(ort.SessionOptions(), "add_external_initializers_from_files_in_memory"):
+            raise BundleError(f"model.onnx keeps its weights in {', '.join(external)}; this onnxruntime "
+                              f"{ort.__version__} can only read them by path, after they were checked, which "
+                              "a swapped file could exploit: upgrade onnxruntime (1.20 or newer)")
         try:
-            self.session = ort.InferenceSession(model, sess_options=opts, providers=list(providers))
+            self.session = ort_session(bundle.read_verified(ONNX_NAME), device="auto", providers=providers,
+                                       threads=threads, quiet=False,
+                                       external={n: bundle.read_verified(n) for n in external})
         except Exception as exc:  # noqa: BLE001  ONNX Runtime's errors derive from Exception only
             raise BundleError(f"bundle file {ONNX_NAME} in {str(bundle.path)!r} matches its sha256 but ONNX Runtime "
                               f"{ort.__version__} cannot load it (truncated or not an ONNX model?): "

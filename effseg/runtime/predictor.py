@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 
 from .bundle import Bundle, BundleError, load_bundle
+from .bundle_models import OrtModel, TrtModel, check_output
 from .images import DEFAULT_MAX_PIXELS, check_bands, check_max_pixels, read_raster
 from .pixels import PixelPrep
-from .bundle_models import OrtModel, TrtModel, check_output
 from .tiling import pad_reflect, stream_tiled_labels, stream_tiled_logits
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")

@@ -40,14 +40,23 @@ def providers_for(device: str = "cpu", providers=None) -> list[str]:
 
 
 def ort_session(model, *, device: str = "cpu", providers=None, threads: int | None = None,
-                optimization: str | None = None, quiet: bool = True):
+                optimization: str | None = None, quiet: bool = True, external: dict | None = None):
     """An InferenceSession for `model`: a path, the model's bytes, or an onnx ModelProto.
 
     threads: intra-op threads (None: ORT's default); optimization: None (ORT's default,
     all) or one of "disable", "basic", "extended", "all"; quiet: warnings off (ORT logs
-    every constant-folded initializer at the default level)."""
+    every constant-folded initializer at the default level); external: {file name: bytes}
+    of external-data weights, handed over from memory so that only bytes the caller has
+    verified ever run (a path would be opened again, after any check)."""
     ort = import_ort()
     so = ort.SessionOptions()
+    if external:
+        if not hasattr(so, "add_external_initializers_from_files_in_memory"):
+            raise RuntimeError(f"the model keeps its weights in {', '.join(sorted(external))}; onnxruntime "
+                               f"{ort.__version__} can only read them by path: upgrade onnxruntime (1.20 or newer)")
+        names = sorted(external)
+        buffers = [external[n] for n in names]  # alive until the session is built: ORT copies them then
+        so.add_external_initializers_from_files_in_memory(names, buffers, [len(b) for b in buffers])
     if threads is not None:
         if int(threads) < 0:
             raise ValueError(f"threads must be >= 0 (0: ORT's default), got {threads}")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf, strided_buf
 from . import _lowering
 from . import _validate as V
 from .selective_scan import _resolve, selective_scan
@@ -128,9 +129,8 @@ def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
     out = torch.empty(bt, du, L, dtype=cd)
     ok = _native.require().selective_scan_cross_fwd(
         str(cd).replace("torch.", ""), bt, K_DIRECTIONS * du, L, A.shape[1], K_DIRECTIONS,
-        uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bc.data_ptr(), tuple(Bc.stride()),
-        Cc.data_ptr(), tuple(Cc.stride()), 0 if Dc is None else Dc.data_ptr(),
-        0 if bc is None else bc.data_ptr(), bool(delta_softplus), tm.data_ptr(), out.data_ptr())
+        buf(uc), buf(dc), buf(Ac), strided_buf(Bc), tuple(Bc.stride()), strided_buf(Cc),
+        tuple(Cc.stride()), buf(Dc), buf(bc), bool(delta_softplus), buf(tm), buf(out))
     V.kernel_finite("delta", ok)
     return out.to(u.dtype)
 

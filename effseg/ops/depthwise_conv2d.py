@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import must_dispatch, resolve
@@ -183,7 +184,7 @@ def _cpp_fwd(x, weight, bias, stride, padding, dilation, act):
     _native.require().depthwise_conv2d_fwd(
         "float64" if cd == torch.float64 else "float32", B, C, H, W, kH, kW,
         stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[2], Ho, Wo,
-        xc.data_ptr(), wc.data_ptr(), 0 if bc is None else bc.data_ptr(), int(act), out.data_ptr())
+        buf(xc), buf(wc), buf(bc), int(act), buf(out))
     return out
 
 

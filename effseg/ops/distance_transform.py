@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _validate as V
 from ._backend import check_explicit
 
@@ -134,7 +135,7 @@ def _as_u8(mask: Tensor) -> Tensor:
 def _cpp(mask: Tensor, sy: float, sx: float) -> Tensor:
     m = _as_u8(mask)
     out = torch.empty(m.shape, dtype=torch.float32)
-    _native.require().distance_transform(*m.shape, m.data_ptr(), out.data_ptr(), sy, sx)
+    _native.require().distance_transform(*m.shape, buf(m), buf(out), sy, sx)
     return out
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import must_dispatch, resolve
@@ -71,7 +72,7 @@ def _cpp_fwd(q, k, v, kind, eps):
     stats = torch.empty(bt, cv + 1, ck + 1, dtype=cd)
     _native.require().linear_attention_fwd(
         _dtype_name(cd), bt, ck, cv, n, kind, float(eps),
-        qc.data_ptr(), kc.data_ptr(), vc.data_ptr(), out.data_ptr(), stats.data_ptr())
+        buf(qc), buf(kc), buf(vc), buf(out), buf(stats))
     return out, stats
 
 
@@ -83,8 +84,7 @@ def _cpp_bwd(dout, q, k, v, out, stats, kind, eps):
     dq, dk, dv = torch.empty_like(qc), torch.empty_like(kc), torch.empty_like(vc)
     _native.require().linear_attention_bwd(
         _dtype_name(cd), bt, ck, cv, n, kind, float(eps),
-        qc.data_ptr(), kc.data_ptr(), vc.data_ptr(), oc.data_ptr(), sc.data_ptr(), gc.data_ptr(),
-        dq.data_ptr(), dk.data_ptr(), dv.data_ptr())
+        buf(qc), buf(kc), buf(vc), buf(oc), buf(sc), buf(gc), buf(dq), buf(dk), buf(dv))
     return dq, dk, dv
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import check_explicit, must_dispatch
@@ -233,8 +234,7 @@ def _cpp_fwd(x: Tensor, weight_t: Tensor, bias: Tensor | None, pad_h: int, pad_w
     pc = chunk_tiles(C, K, P, x.element_size())
     vbuf, mbuf = _scratch.get(x.dtype, 36 * C * pc, 36 * K * pc)
     name = _DTYPE_NAMES[x.dtype]
-    xp, vp, mp, yp = xc.data_ptr(), vbuf.data_ptr(), mbuf.data_ptr(), y.data_ptr()
-    bp = 0 if bc is None else bc.data_ptr()
+    xp, vp, mp, yp, bp = buf(xc), buf(vbuf), buf(mbuf), buf(y), buf(bc)
     v_full, m_full = vbuf[:36 * C * pc].view(36, C, pc), mbuf[:36 * K * pc].view(36, K, pc)
     for p0 in range(0, P, pc):
         n = min(pc, P - p0)

@@ -74,11 +74,13 @@ def test_kernel_validates_raw_arguments(require_backend):
     from effseg import _native
 
     C = _native.require()
+    big = _native.buf(torch.empty(40 * 40))
+    none = (0, 0)
     with pytest.raises(ValueError, match="kernel sides must be in"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 40, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 40, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 0, big)
     with pytest.raises(ValueError, match="dtype must be"):
-        C.depthwise_conv2d_fwd("int8", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("int8", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 0, big)
     with pytest.raises(ValueError, match="act must be"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 7, 0)
-    with pytest.raises(ValueError, match="x, weight and out are required"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 7, big)
+    with pytest.raises(ValueError, match="x is required"):
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, none, big, none, 0, big)

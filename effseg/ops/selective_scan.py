@@ -64,6 +64,17 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend):
                   initial_state=initial_state)
 
 
+def _check_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, backend):
+    """The backward op's own arguments: the forward's, plus the output gradients."""
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
+    bt, dm, _ = u.shape
+    V.tensor("dout", dout, dims=(3,))
+    V.shape("dout", dout, u.shape, "(batch, dim, seqlen) of u")
+    V.tensor("dlast", dlast, dims=(3,))
+    V.shape("dlast", dlast, (bt, dm, A.shape[1]), "(batch, dim, dstate)")
+    V.same_device("u", u, dout=dout, dlast=dlast)
+
+
 def _resolve(backend: str, device: torch.device) -> str:
     return resolve(backend, device, fallback="chunked")
 
@@ -229,6 +240,9 @@ def _selective_scan_op(
     D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     initial_state: Optional[Tensor], delta_softplus: bool, backend: str,
 ) -> tuple[Tensor, Tensor]:
+    # torch.ops.effseg.selective_scan is callable directly (and is what traced graphs
+    # call), so the op checks its arguments itself; the kernels trust them.
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     be = _resolve(backend, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
     if be == "cpp":
@@ -242,6 +256,7 @@ def _selective_scan_op(
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, backend):
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     bt, dm, _ = u.shape
     return torch.empty_like(u), u.new_empty((bt, dm, A.shape[1]), dtype=compute_dtype(u))
 
@@ -252,6 +267,7 @@ def _selective_scan_bwd_op(
     D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     initial_state: Optional[Tensor], delta_softplus: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    _check_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     be = _resolve(backend, u.device)
     ins = (u, delta, A, B, C, D, z, delta_bias, initial_state)
     if be == "cpp":

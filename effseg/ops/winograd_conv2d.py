@@ -317,6 +317,12 @@ def winograd_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     weight_t may be float32 for float16 / bfloat16 x (more accurate: see
     winograd_weight; computed that way when None).
 
+    Non-finite and huge inputs: a NaN / Inf in x makes the whole 4 x 4 output tile(s)
+    whose 6 x 6 input window holds it non-finite (direct convolution: only the outputs
+    whose 3 x 3 window does), and float32 products |x| |w| near 1e37 can overflow in the
+    transforms (factors up to 8 and 4) where the exact result is finite. Not checked:
+    that would take an extra pass over x per call; use backend="ref" for such data.
+
     backend: "auto" (C++ on CPU for float32 / float64, Triton on CUDA for float32 /
     float16 / bfloat16, else the reference), "cpp", "triton" or "ref". The backend
     applies to eager calls; inside torch.compile / torch.export graphs the op runs

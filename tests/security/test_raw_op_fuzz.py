@@ -175,12 +175,12 @@ def test_native_cases_are_valid():
     from effseg import _native
 
     cases = _native_cases()
-    assert len(cases) == 8  # test_native_buffer_too_short runs each
+    assert len(cases) == 9  # test_native_buffer_too_short runs each
     for name, args, _, _keep in cases:
         getattr(_native.require(), name)(*args)
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 @FUZZ
 @given(data=st.data(), short=st.sampled_from([1, 2, 7, 10**6]), absent=st.booleans())
 def test_native_buffer_too_short(case, data, short, absent):

@@ -26,3 +26,16 @@ def require():
     if _C is None:
         raise RuntimeError(f"the C++ backend is unavailable: {reason}")
     return _C
+
+
+def buf(t) -> tuple[int, int]:
+    """A tensor as the C++ bindings take it: (address, element count); (0, 0) for None.
+    The bindings check the count against the sizes they are given before running."""
+    return (0, 0) if t is None else (t.data_ptr(), t.numel())
+
+
+def strided_buf(t) -> tuple[int, int]:
+    """(address, elements from there to the end of its storage) for a tensor the kernel
+    reads through its own strides (a view's numel need not cover its strided span)."""
+    room = t.untyped_storage().nbytes() // t.element_size() - t.storage_offset()
+    return t.data_ptr(), room

@@ -23,8 +23,10 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf, strided_buf
 from . import _lowering
 from . import _validate as V
+from ._backend import check_explicit
 from .selective_scan import _resolve, selective_scan
 from .selective_scan_parallel import selective_scan_parallel
 from .selective_scan_ref import compute_dtype
@@ -58,14 +60,24 @@ def _build_maps(H: int, W: int) -> Tensor:
 _cached_maps = lru_cache(maxsize=64)(_build_maps)
 
 
-def cross_scan_maps(H: int, W: int, device=None) -> Tensor:
-    """(4, H*W) int32: step t of scan g visits row-major position maps[g, t]."""
+def _maps(H: int, W: int, device=None) -> Tensor:
+    """cross_scan_maps without the copy: the cached tensor itself, for effseg's own calls
+    (which only read it)."""
     # Traced graphs (torch.compile / export) build the map as graph constants instead.
     if torch.compiler.is_compiling():
         m = _build_maps(H, W)  # H, W may be symbolic (dynamic-shape export): no int()
     else:
         m = _cached_maps(int(H), int(W))
     return m if device is None else m.to(device)
+
+
+def cross_scan_maps(H: int, W: int, device=None) -> Tensor:
+    """(4, H*W) int32: step t of scan g visits row-major position maps[g, t].
+
+    A fresh tensor per call: the cached one behind it is shared by every later scan,
+    so a caller writing into it must not reach it."""
+    m = _maps(H, W)
+    return m.clone() if device is None else m.to(device, copy=True)
 
 
 def _check(u, delta, A, B, C, D, delta_bias, H, W):
@@ -89,10 +101,34 @@ def _check(u, delta, A, B, C, D, delta_bias, H, W):
     V.same_device("u", u, delta=delta, A=A, B=B, C=C, D=D, delta_bias=delta_bias)
 
 
+def _check_op(u, delta, A, B, C, D, delta_bias, tmap, backend):
+    """The fused op's own arguments, as a direct torch.ops.effseg.selective_scan_cross
+    call passes them: u (B, D, L) and tmap (4, L) integer traversal orders."""
+    V.choice("backend", backend, ("cpp", "triton"))
+    V.tensor("u", u, dims=(3,))
+    L = u.shape[2]
+    _check(u, delta, A, B, C, D, delta_bias, 1, L)
+    if not isinstance(tmap, Tensor) or tmap.is_floating_point() or tmap.is_complex() or tmap.dtype == torch.bool:
+        raise TypeError(f"tmap must be an integer torch.Tensor, got {getattr(tmap, 'dtype', type(tmap).__name__)}")
+    V.shape("tmap", tmap, (K_DIRECTIONS, L), "(4, H*W)")
+    V.same_device("u", u, tmap=tmap)
+    check_explicit(backend, u.device)
+
+
+def _check_maps(tmap: Tensor) -> None:
+    # The C++ kernel checks its map itself; the Triton one would index out of bounds or
+    # leave output positions unwritten, so its map is checked here (eager calls only).
+    if torch.compiler.is_compiling() or tmap.device.type == "meta":
+        return
+    steps = torch.arange(tmap.shape[1], device=tmap.device, dtype=tmap.dtype)
+    if not torch.equal(tmap.sort(dim=1).values, steps.expand_as(tmap)):
+        raise ValueError("tmap rows must be permutations of 0..H*W-1 (see cross_scan_maps)")
+
+
 def _materialised(u, delta, A, B, C, D, delta_bias, delta_softplus, H, W, backend):
     """The reference composition: four re-ordered copies, one grouped scan, a merge."""
     bt, du, L = u.shape[0], u.shape[1], H * W
-    maps = cross_scan_maps(H, W, u.device).long()
+    maps = _maps(H, W, u.device).long()
     xs = cross_scan_ref(u.reshape(bt, du, H, W)).reshape(bt, K_DIRECTIONS * du, L)
     dl = delta.reshape(bt, K_DIRECTIONS, du, L)
     dl = torch.stack([dl[:, g].index_select(-1, maps[g]) for g in range(K_DIRECTIONS)], 1)
@@ -113,8 +149,12 @@ def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_s
 def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
               delta_bias: Optional[Tensor], tmap: Tensor, delta_softplus: bool,
               backend: str = "cpp") -> Tensor:
+    # Callable directly as torch.ops.effseg.selective_scan_cross: the op checks its
+    # arguments itself, the kernels trust them.
+    _check_op(u, delta, A, B, C, D, delta_bias, tmap, backend)
     cd = compute_dtype(u)
     if backend == "triton":
+        _check_maps(tmap)
         K = _triton.load("selective_scan")
         out = K.selective_scan_cross_fwd(u, delta, A, B.to(cd), C.to(cd), D, delta_bias, tmap,
                                          bool(delta_softplus))
@@ -128,15 +168,15 @@ def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
     out = torch.empty(bt, du, L, dtype=cd)
     ok = _native.require().selective_scan_cross_fwd(
         str(cd).replace("torch.", ""), bt, K_DIRECTIONS * du, L, A.shape[1], K_DIRECTIONS,
-        uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bc.data_ptr(), tuple(Bc.stride()),
-        Cc.data_ptr(), tuple(Cc.stride()), 0 if Dc is None else Dc.data_ptr(),
-        0 if bc is None else bc.data_ptr(), bool(delta_softplus), tm.data_ptr(), out.data_ptr())
+        buf(uc), buf(dc), buf(Ac), strided_buf(Bc), tuple(Bc.stride()), strided_buf(Cc),
+        tuple(Cc.stride()), buf(Dc), buf(bc), bool(delta_softplus), buf(tm), buf(out))
     V.kernel_finite("delta", ok)
     return out.to(u.dtype)
 
 
 @_cross_op.register_fake
 def _(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus, backend="cpp"):
+    _check_op(u, delta, A, B, C, D, delta_bias, tmap, backend)
     return u.new_empty(u.shape)
 
 
@@ -197,6 +237,6 @@ def cross_selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
     bt, du = u.shape[0], u.shape[1]
     u3 = u.reshape(bt, du, H * W)
     if run in ("cpp", "triton") and not _needs_grad(u, delta, A, B, C, D, delta_bias):
-        return _cross_op(u3, delta, A, B, C, D, delta_bias, cross_scan_maps(H, W, u.device),
+        return _cross_op(u3, delta, A, B, C, D, delta_bias, _maps(H, W, u.device),
                          bool(delta_softplus), run)
     return _materialised(u3, delta, A, B, C, D, delta_bias, delta_softplus, H, W, run)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import must_dispatch, resolve
@@ -136,6 +137,33 @@ def _check(x, weight, bias, activation, backend):
     V.same_device("x", x, weight=weight, bias=bias)
 
 
+def _int_list(name: str, value, length: int, minimum: int) -> None:
+    ok = (isinstance(value, (list, tuple)) and len(value) == length
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+    if not ok:
+        raise TypeError(f"{name} must be a list of {length} ints, got {value!r}")
+    if min(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum} everywhere, got {value!r}")
+
+
+def _check_op(x, weight, bias, stride, padding, dilation, act, backend):
+    """The custom op's canonical arguments (see the backends below), as a direct
+    torch.ops.effseg.depthwise_conv2d call or a traced graph passes them."""
+    if act not in _ACT_NAMES:
+        raise ValueError(f"activation must be a code 0..4 (none, relu, relu6, gelu, silu), got {act!r}")
+    _check(x, weight, bias, _ACT_NAMES[act], backend)
+    _int_list("stride", stride, 2, 1)
+    _int_list("dilation", dilation, 2, 1)
+    _int_list("padding", padding, 4, 0)
+    if padding[1] < padding[0] or padding[3] < padding[2]:
+        raise ValueError(f"padding [top, bottom, left, right] needs bottom >= top and right >= "
+                         f"left (PyTorch's 'same' pads the extra row / column last), got {padding!r}")
+    Ho, Wo = _out_hw(x, weight, stride, padding, dilation)
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"x's spatial size {tuple(x.shape[2:])} with padding {padding!r} is "
+                         f"smaller than the dilated kernel")
+
+
 def _resolve(backend: str, device: torch.device) -> str:
     return resolve(backend, device)
 
@@ -183,7 +211,7 @@ def _cpp_fwd(x, weight, bias, stride, padding, dilation, act):
     _native.require().depthwise_conv2d_fwd(
         "float64" if cd == torch.float64 else "float32", B, C, H, W, kH, kW,
         stride[0], stride[1], dilation[0], dilation[1], padding[0], padding[2], Ho, Wo,
-        xc.data_ptr(), wc.data_ptr(), 0 if bc is None else bc.data_ptr(), int(act), out.data_ptr())
+        buf(xc), buf(wc), buf(bc), int(act), buf(out))
     return out
 
 
@@ -209,11 +237,15 @@ def _forward(x, weight, bias, stride, padding, dilation, act, backend):
 def _depthwise_conv2d_op(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int],
                          padding: list[int], dilation: list[int], activation: int,
                          backend: str) -> Tensor:
+    # Callable directly as torch.ops.effseg.depthwise_conv2d (and from traced graphs):
+    # the op checks its arguments itself, the kernels trust them.
+    _check_op(x, weight, bias, stride, padding, dilation, activation, backend)
     return _forward(x, weight, bias, stride, padding, dilation, activation, backend)
 
 
 @_depthwise_conv2d_op.register_fake
 def _(x, weight, bias, stride, padding, dilation, activation, backend):
+    _check_op(x, weight, bias, stride, padding, dilation, activation, backend)
     Ho, Wo = _out_hw(x, weight, stride, padding, dilation)
     return x.new_empty((x.shape[0], x.shape[1], Ho, Wo))
 
@@ -280,6 +312,9 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     "relu6", "gelu" (exact erf form, as nn.GELU()) or "silu", applied after the bias.
     float16 / bfloat16 are computed in float32 and returned in x's dtype; weight and
     bias may have another float dtype than x.
+
+    x is not checked for Inf: with activation "gelu" or "silu" the C++ kernel may give
+    +-inf where the reference gives NaN (silu(-inf), gelu(+inf)); both are non-finite.
 
     backend: "auto" (C++ on CPU, Triton on CUDA, else the reference), "cpp", "triton"
     or "ref" (F.conv2d + separate bias and activation ops). Differentiable in x, weight

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _validate as V
 from ._backend import check_explicit
 
@@ -60,7 +61,8 @@ def _spacing(spacing: SpacingArg) -> tuple[float, float]:
     return vals
 
 
-def _check_mask(name: str, mask, min_dims: int = 2, shape_doc: str = "(..., H, W)"):
+def _check_mask(name: str, mask, min_dims: int = 2, shape_doc: str = "(..., H, W)",
+                values: bool = True):
     if not isinstance(mask, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     if mask.is_complex():
@@ -69,7 +71,8 @@ def _check_mask(name: str, mask, min_dims: int = 2, shape_doc: str = "(..., H, W
         raise ValueError(f"{name} must be {shape_doc} with at least {min_dims} dims, got shape {tuple(mask.shape)}")
     # A NaN is neither zero nor a value: refuse it rather than guess (a host sync, so
     # eager mode only; traced graphs skip it, like the other data checks).
-    if mask.is_floating_point() and not torch.compiler.is_compiling() and bool(torch.isnan(mask).any()):
+    if (values and mask.is_floating_point() and not torch.compiler.is_compiling()
+            and bool(torch.isnan(mask).any())):
         raise ValueError(f"{name} contains NaN values")
 
 
@@ -134,7 +137,7 @@ def _as_u8(mask: Tensor) -> Tensor:
 def _cpp(mask: Tensor, sy: float, sx: float) -> Tensor:
     m = _as_u8(mask)
     out = torch.empty(m.shape, dtype=torch.float32)
-    _native.require().distance_transform(*m.shape, m.data_ptr(), out.data_ptr(), sy, sx)
+    _native.require().distance_transform(*m.shape, buf(m), buf(out), sy, sx)
     return out
 
 
@@ -155,11 +158,16 @@ def _run(mask: Tensor, sy: float, sx: float, backend: str) -> Tensor:
 
 @torch.library.custom_op("effseg::distance_transform", mutates_args=())
 def _distance_transform_op(mask: Tensor, sy: float, sx: float, backend: str) -> Tensor:
+    # Callable directly as torch.ops.effseg.distance_transform: the op checks what the
+    # kernels trust (the NaN scan stays with the public function, a host sync).
+    _check_mask("mask", mask, values=False)
+    _spacing((sy, sx))
     return _run(mask, sy, sx, backend)
 
 
 @_distance_transform_op.register_fake
 def _(mask, sy, sx, backend):
+    _check_mask("mask", mask, values=False)
     return mask.new_empty(mask.shape, dtype=torch.float32)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import must_dispatch, resolve
@@ -52,6 +53,19 @@ def _check(q, k, v, kind, eps, backend):
     V.same_device("q", q, k=k, v=v)
 
 
+def _check_bwd(dout, q, k, v, out, stats, kind, eps, backend):
+    """The backward op's own arguments: the forward's, its outputs and the gradient."""
+    _check(q, k, v, kind, eps, backend)
+    bt, ck, n = q.shape
+    cv = v.shape[1]
+    for name, x, want, what in (("dout", dout, (bt, cv, n), "(batch, Cv, N) of v"),
+                                ("out", out, (bt, cv, n), "(batch, Cv, N) of v"),
+                                ("stats", stats, (bt, cv + 1, ck + 1), "(batch, Cv + 1, Ck + 1)")):
+        V.tensor(name, x, dims=(3,))
+        V.shape(name, x, want, what)
+    V.same_device("q", q, dout=dout, out=out, stats=stats)
+
+
 def _resolve(backend: str, device: torch.device) -> str:
     return resolve(backend, device)
 
@@ -71,7 +85,7 @@ def _cpp_fwd(q, k, v, kind, eps):
     stats = torch.empty(bt, cv + 1, ck + 1, dtype=cd)
     _native.require().linear_attention_fwd(
         _dtype_name(cd), bt, ck, cv, n, kind, float(eps),
-        qc.data_ptr(), kc.data_ptr(), vc.data_ptr(), out.data_ptr(), stats.data_ptr())
+        buf(qc), buf(kc), buf(vc), buf(out), buf(stats))
     return out, stats
 
 
@@ -83,8 +97,7 @@ def _cpp_bwd(dout, q, k, v, out, stats, kind, eps):
     dq, dk, dv = torch.empty_like(qc), torch.empty_like(kc), torch.empty_like(vc)
     _native.require().linear_attention_bwd(
         _dtype_name(cd), bt, ck, cv, n, kind, float(eps),
-        qc.data_ptr(), kc.data_ptr(), vc.data_ptr(), oc.data_ptr(), sc.data_ptr(), gc.data_ptr(),
-        dq.data_ptr(), dk.data_ptr(), dv.data_ptr())
+        buf(qc), buf(kc), buf(vc), buf(oc), buf(sc), buf(gc), buf(dq), buf(dk), buf(dv))
     return dq, dk, dv
 
 
@@ -130,12 +143,16 @@ def _forward(be, q, k, v, kind, eps):
 @torch.library.custom_op("effseg::linear_attention", mutates_args=())
 def _linear_attention_op(q: Tensor, k: Tensor, v: Tensor, kind: str, eps: float,
                          backend: str) -> tuple[Tensor, Tensor]:
+    # Callable directly as torch.ops.effseg.linear_attention (and from traced graphs):
+    # the op checks its arguments itself, the kernels trust them.
+    _check(q, k, v, kind, eps, backend)
     out, stats = _forward(_resolve(backend, q.device), q, k, v, kind, eps)
     return out.to(q.dtype), stats
 
 
 @_linear_attention_op.register_fake
 def _(q, k, v, kind, eps, backend):
+    _check(q, k, v, kind, eps, backend)
     bt, ck, n = q.shape
     cv = v.shape[1]
     return q.new_empty((bt, cv, n)), q.new_empty((bt, cv + 1, ck + 1), dtype=compute_dtype(q))
@@ -145,6 +162,7 @@ def _(q, k, v, kind, eps, backend):
 def _linear_attention_bwd_op(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                              stats: Tensor, kind: str, eps: float,
                              backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    _check_bwd(dout, q, k, v, out, stats, kind, eps, backend)
     be = _resolve(backend, q.device)
     if be == "cpp":
         grads = _cpp_bwd(dout, q, k, v, out, stats, kind, eps)
@@ -203,6 +221,10 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, *, kind: str, eps: float =
     of zeros stays zero, so no NaN), out_n = (sum_j v_j + (k^ v^T)^T q^_n) /
     (N + q^_n . (sum_j k^_j + eps)). kind="softplus" (MANet PAM): q, k <- softplus,
     out_n = (k v^T)^T q_n / (q_n . (sum_j k_j + eps)). Differentiable in q, k and v.
+    Softplus underflow: in float32 the C++ kernel floors softplus(q) at e^-86.5, so a
+    position whose q is below -86.5 in every channel gets a finite value that is not the
+    exact limit; the float32 reference underflows too (0/0 = NaN below about -104).
+    float64 is exact down to about -745.
 
     backend: "auto" (C++ on CPU, Triton on CUDA), "cpp", "triton" or "ref" (the plain
     PyTorch definition, linear_attention_ref).

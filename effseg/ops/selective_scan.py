@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import resolve
@@ -63,6 +64,17 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend):
                   initial_state=initial_state)
 
 
+def _check_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, backend):
+    """The backward op's own arguments: the forward's, plus the output gradients."""
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
+    bt, dm, _ = u.shape
+    V.tensor("dout", dout, dims=(3,))
+    V.shape("dout", dout, u.shape, "(batch, dim, seqlen) of u")
+    V.tensor("dlast", dlast, dims=(3,))
+    V.shape("dlast", dlast, (bt, dm, A.shape[1]), "(batch, dim, dstate)")
+    V.same_device("u", u, dout=dout, dlast=dlast)
+
+
 def _resolve(backend: str, device: torch.device) -> str:
     return resolve(backend, device, fallback="chunked")
 
@@ -108,10 +120,6 @@ def _cpp_grad(x: Tensor, g: int, bt: int, dm: int, length: int, cd: torch.dtype)
     )
 
 
-def _ptr(x: Optional[Tensor]) -> int:
-    return 0 if x is None else x.data_ptr()
-
-
 def _c(x: Optional[Tensor], cd: torch.dtype) -> Optional[Tensor]:
     return None if x is None else x.to(cd).contiguous()
 
@@ -135,8 +143,8 @@ def _cpp_fwd(u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     last = torch.empty(bt, dm, n, dtype=cd)
     ok = _native.require().selective_scan_fwd(
         str(cd).replace("torch.", ""), *dims,
-        uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bk.data_ptr(), bs, Ck.data_ptr(), cs,
-        _ptr(Dc), _ptr(zc), _ptr(bc), _ptr(hc), bool(softplus), out.data_ptr(), last.data_ptr(),
+        buf(uc), buf(dc), buf(Ac), buf(Bk), bs, buf(Ck), cs,
+        buf(Dc), buf(zc), buf(bc), buf(hc), bool(softplus), buf(out), buf(last),
     )
     V.kernel_finite("delta", ok)
     return out, last
@@ -157,12 +165,10 @@ def _cpp_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, h0, softplus):
     dh0 = torch.empty(bt, dm, n, dtype=cd) if h0 is not None else None
     _native.require().selective_scan_bwd(
         str(cd).replace("torch.", ""), *dims,
-        uc.data_ptr(), dc.data_ptr(), Ac.data_ptr(), Bk.data_ptr(), bs, Ck.data_ptr(), cs,
-        _ptr(Dc), _ptr(zc), _ptr(bc), _ptr(hc), bool(softplus),
-        go.data_ptr(), _ptr(gl),
-        du.data_ptr(), ddelta.data_ptr(), dA.data_ptr(),
-        dBb.data_ptr(), dbs, dBb.numel(), dCb.data_ptr(), dcs, dCb.numel(),
-        _ptr(dD), _ptr(dz), _ptr(dbias), _ptr(dh0),
+        buf(uc), buf(dc), buf(Ac), buf(Bk), bs, buf(Ck), cs,
+        buf(Dc), buf(zc), buf(bc), buf(hc), bool(softplus),
+        buf(go), buf(gl), buf(du), buf(ddelta), buf(dA),
+        buf(dBb), dbs, buf(dCb), dcs, buf(dD), buf(dz), buf(dbias), buf(dh0),
     )
     return (du, ddelta, dA.sum(0), fin_b(dBb), fin_c(dCb),
             None if dD is None else dD.sum(0), dz,
@@ -234,6 +240,9 @@ def _selective_scan_op(
     D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     initial_state: Optional[Tensor], delta_softplus: bool, backend: str,
 ) -> tuple[Tensor, Tensor]:
+    # torch.ops.effseg.selective_scan is callable directly (and is what traced graphs
+    # call), so the op checks its arguments itself; the kernels trust them.
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     be = _resolve(backend, u.device)
     args = (u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus)
     if be == "cpp":
@@ -247,6 +256,7 @@ def _selective_scan_op(
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, backend):
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     bt, dm, _ = u.shape
     return torch.empty_like(u), u.new_empty((bt, dm, A.shape[1]), dtype=compute_dtype(u))
 
@@ -257,6 +267,7 @@ def _selective_scan_bwd_op(
     D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     initial_state: Optional[Tensor], delta_softplus: bool, backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    _check_bwd(dout, dlast, u, delta, A, B, C, D, z, delta_bias, initial_state, backend)
     be = _resolve(backend, u.device)
     ins = (u, delta, A, B, C, D, z, delta_bias, initial_state)
     if be == "cpp":

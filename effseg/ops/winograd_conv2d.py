@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _native, _triton
+from .._native import buf
 from . import _lowering
 from . import _validate as V
 from ._backend import check_explicit, must_dispatch
@@ -233,8 +234,7 @@ def _cpp_fwd(x: Tensor, weight_t: Tensor, bias: Tensor | None, pad_h: int, pad_w
     pc = chunk_tiles(C, K, P, x.element_size())
     vbuf, mbuf = _scratch.get(x.dtype, 36 * C * pc, 36 * K * pc)
     name = _DTYPE_NAMES[x.dtype]
-    xp, vp, mp, yp = xc.data_ptr(), vbuf.data_ptr(), mbuf.data_ptr(), y.data_ptr()
-    bp = 0 if bc is None else bc.data_ptr()
+    xp, vp, mp, yp, bp = buf(xc), buf(vbuf), buf(mbuf), buf(y), buf(bc)
     v_full, m_full = vbuf[:36 * C * pc].view(36, C, pc), mbuf[:36 * K * pc].view(36, K, pc)
     for p0 in range(0, P, pc):
         n = min(pc, P - p0)
@@ -316,6 +316,12 @@ def winograd_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     it to skip the recomputation). Every tensor has x's dtype and device, except that
     weight_t may be float32 for float16 / bfloat16 x (more accurate: see
     winograd_weight; computed that way when None).
+
+    Non-finite and huge inputs: a NaN / Inf in x makes the whole 4 x 4 output tile(s)
+    whose 6 x 6 input window holds it non-finite (direct convolution: only the outputs
+    whose 3 x 3 window does), and float32 products |x| |w| near 1e37 can overflow in the
+    transforms (factors up to 8 and 4) where the exact result is finite. Not checked:
+    that would take an extra pass over x per call; use backend="ref" for such data.
 
     backend: "auto" (C++ on CPU for float32 / float64, Triton on CUDA for float32 /
     float16 / bfloat16, else the reference), "cpp", "triton" or "ref". The backend

@@ -205,3 +205,17 @@ def test_fused_triton_matches_reference(require_backend, bt, d, H, W, n):
         y = cross_selective_scan(**{k: v.to(dev) for k, v in kw.items()}, H=H, W=W,
                                  backend="triton")
     _close(y.cpu(), ref, 2e-5)
+
+
+def test_maps_handed_out_are_not_the_cache():
+    """Writing into a returned map must not change later maps (it used to be the cached
+    tensor itself) nor the fused scan, which reads the cache."""
+    first = cross_scan_maps(3, 5)
+    expected = first.clone()
+    first.fill_(0)
+    assert torch.equal(cross_scan_maps(3, 5), expected)
+    torch.manual_seed(0)
+    u, delta = torch.randn(1, 2, 3, 5), torch.rand(1, 8, 15)
+    A, B, C = -torch.rand(8, 3), torch.randn(1, 4, 3, 15), torch.randn(1, 4, 3, 15)
+    torch.testing.assert_close(cross_selective_scan(u, delta, A, B, C, H=3, W=5, backend="auto"),
+                               cross_selective_scan_ref(u, delta, A, B, C, H=3, W=5))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from dw_cases import make
 
-from effseg.ops import depthwise_conv2d
+from effseg.ops import depthwise_conv2d, depthwise_conv2d_ref
 
 
 def _run(x=None, w=None, b="default", **kw):
@@ -74,11 +74,28 @@ def test_kernel_validates_raw_arguments(require_backend):
     from effseg import _native
 
     C = _native.require()
+    big = _native.buf(torch.empty(40 * 40))
+    none = (0, 0)
     with pytest.raises(ValueError, match="kernel sides must be in"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 40, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 40, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 0, big)
     with pytest.raises(ValueError, match="dtype must be"):
-        C.depthwise_conv2d_fwd("int8", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("int8", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 0, big)
     with pytest.raises(ValueError, match="act must be"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 7, 0)
-    with pytest.raises(ValueError, match="x, weight and out are required"):
-        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 0, 0, 0, 0, 0)
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, big, big, none, 7, big)
+    with pytest.raises(ValueError, match="x is required"):
+        C.depthwise_conv2d_fwd("float32", 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, none, big, none, 0, big)
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "relu6", "gelu", "silu"])
+def test_infinite_input_stays_non_finite(require_backend, activation):
+    """+-Inf in x: wherever the reference is non-finite the kernel is too (it may give
+    +-inf where the reference gives NaN: documented in depthwise_conv2d's docstring)."""
+    require_backend("cpp")
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(1, 3, 9, 9, generator=g), torch.randn(3, 1, 3, 3, generator=g)
+    x[0, 0, 4, 4], x[0, 1, 0, 0], x[0, 2, 8, 3] = float("inf"), -float("inf"), float("inf")
+    got = depthwise_conv2d(x, w, padding=1, activation=activation, backend="cpp")
+    want = depthwise_conv2d_ref(x, w, padding=1, activation=activation)
+    assert torch.equal(got.isfinite(), want.isfinite())
+    fin = want.isfinite()
+    torch.testing.assert_close(got[fin], want[fin])

@@ -79,7 +79,7 @@ def test_kernel_checks_its_own_arguments(require_backend):
     C = _native.require()
     q, k, v = _qkv()
     out, stats = torch.empty(2, 6, 10), torch.empty(2, 7, 5)
-    ptrs = (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), stats.data_ptr())
+    ptrs = tuple(_native.buf(t) for t in (q, k, v, out, stats))
     with pytest.raises(ValueError, match="kind must be 'taylor' or 'softplus'"):
         C.linear_attention_fwd("float32", 2, 4, 6, 10, "elu", 1e-6, *ptrs)
     with pytest.raises(ValueError, match="eps must be a finite number > 0"):
@@ -88,11 +88,11 @@ def test_kernel_checks_its_own_arguments(require_backend):
         C.linear_attention_fwd("float32", 2, 0, 6, 10, "taylor", 1e-6, *ptrs)
     with pytest.raises(ValueError, match="dtype must be"):
         C.linear_attention_fwd("float16", 2, 4, 6, 10, "taylor", 1e-6, *ptrs)
-    with pytest.raises(ValueError, match="are required"):
-        C.linear_attention_fwd("float32", 2, 4, 6, 10, "taylor", 1e-6, *ptrs[:3], 0, 0)
+    with pytest.raises(ValueError, match="out is required"):
+        C.linear_attention_fwd("float32", 2, 4, 6, 10, "taylor", 1e-6, *ptrs[:3], (0, 0), (0, 0))
     C.linear_attention_fwd("float32", 2, 4, 6, 10, "taylor", 1e-6, *ptrs)
     g = torch.randn(2, 6, 10)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     with pytest.raises(ValueError, match="stats do not come from a forward over N = 9"):
-        C.linear_attention_bwd("float32", 2, 4, 6, 9, "taylor", 1e-6, *ptrs, g.data_ptr(),
-                               dq.data_ptr(), dk.data_ptr(), dv.data_ptr())
+        C.linear_attention_bwd("float32", 2, 4, 6, 9, "taylor", 1e-6, *ptrs,
+                               *(_native.buf(t) for t in (g, dq, dk, dv)))

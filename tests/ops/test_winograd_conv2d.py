@@ -473,9 +473,10 @@ def test_native_transforms_check_sizes(require_backend):
 
     lib = _native.require()
     v = torch.empty(36 * 4)
+    vb = _native.buf(v)
     with pytest.raises(ValueError, match="tiles_h, tiles_w must be"):
-        lib.winograd_input_transform("float32", v.data_ptr(), 1, 1, 8, 8, 1, 1, 3, 2, 0, 1, v.data_ptr())
+        lib.winograd_input_transform("float32", vb, 1, 1, 8, 8, 1, 1, 3, 2, 0, 1, vb)
     with pytest.raises(ValueError, match="p0 <= p1"):
-        lib.winograd_output_transform("float32", v.data_ptr(), 1, 0, 5, 1, 1, 0, False, v.data_ptr(), 1, 4, 4)
+        lib.winograd_output_transform("float32", vb, 1, 0, 5, 1, 1, (0, 0), False, vb, 1, 4, 4)
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
-        lib.winograd_input_transform("float16", 0, 1, 1, 8, 8, 1, 1, 2, 2, 0, 0, 0)
+        lib.winograd_input_transform("float16", (0, 0), 1, 1, 8, 8, 1, 1, 2, 2, 0, 0, (0, 0))

@@ -5,10 +5,10 @@
 #include <stdexcept>
 
 #include "bind.h"
-#include "selective_scan/selective_scan.h"
+#include "common/isa.h"
+#include "common/threads.h"
 
 namespace py = pybind11;
-namespace ss = effseg::selective_scan;
 
 #ifndef EFFSEG_COMPILER
 #define EFFSEG_COMPILER "unknown"
@@ -19,9 +19,9 @@ namespace {
 py::dict build_info() {
   py::dict d;
   d["compiler"] = EFFSEG_COMPILER;
-  d["openmp"] = ss::has_openmp();
-  d["max_threads"] = ss::max_threads();
-  d["simd"] = ss::simd_level();
+  d["openmp"] = effseg::has_openmp();
+  d["max_threads"] = effseg::max_threads();
+  d["simd"] = effseg::isa_name(effseg::isa());
   return d;
 }
 
@@ -48,8 +48,8 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("build_info", &build_info, "compiler, OpenMP, thread count and SIMD level of this build");
   m.def(
-      "set_num_threads", [](int n) { ss::set_num_threads(n); }, "n"_a,
+      "set_num_threads", [](int n) { effseg::set_num_threads(n); }, "n"_a,
       "Threads the kernels use (their own setting, torch's is not touched); n <= 0 restores "
       "the OpenMP default. No effect without OpenMP.");
-  m.def("get_num_threads", &ss::max_threads, "Threads the kernels use (1 without OpenMP).");
+  m.def("get_num_threads", &effseg::max_threads, "Threads the kernels use (1 without OpenMP).");
 }

@@ -26,10 +26,10 @@
 //   * Row blocks keep a unit's buffer within L2; with few (batch, channel) planes the
 //     planes are cut into more blocks so that every thread gets work.
 //   * Both paths are compiled for the x86-64 baseline (SSE2: L = 4 floats) and
-//     AVX2+FMA (L = 8) and picked at run time through selective_scan's ISA detection
-//     (EFFSEG_SIMD caps both); double uses the same code with half the lanes. GELU is
+//     AVX2+FMA (L = 8) and picked at run time through common/isa.h's detection
+//     (EFFSEG_SIMD caps it); double uses the same code with half the lanes. GELU is
 //     the exact (erf) form, through a rational erf fitted for this kernel (gelu_f);
-//     double uses std::erfc / std::exp.
+//     SiLU is common/simd_math.h's; double uses std::erfc / std::exp.
 #include "depthwise_conv2d/depthwise_conv2d.h"
 
 #include <algorithm>
@@ -40,7 +40,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "selective_scan/selective_scan.h"  // thread count and ISA detection
+#include "common/isa.h"
+#include "common/simd_math.h"
+#include "common/threads.h"
 
 #ifdef EFFSEG_OPENMP
 #include <omp.h>
@@ -52,10 +54,6 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #else
 #define DW_INLINE inline
-#endif
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(EFFSEG_NO_X86_DISPATCH)
-#define DW_X86 1
 #endif
 
 namespace effseg {
@@ -81,43 +79,8 @@ struct Lane<T, 1> {
   typedef T unaligned;
 };
 
-template <class To, class From>
-DW_INLINE To bits_as(const From& f) {
-  static_assert(sizeof(To) == sizeof(From), "size mismatch");
-  To t;
-  std::memcpy(&t, &f, sizeof(To));
-  return t;
-}
-
-template <class V, class S>
-DW_INLINE V splat(S c) {
-  return V{} + c;
-}
-
-// e^x for float lanes: k = round(x log2 e) by adding 1.5*2^23, r = x - k ln2 with ln2
-// split in two (the high part has few bits, so k*hi is exact), e^r by its degree-6
-// Taylor polynomial (|r| <= ln2/2: truncation error < 1.3e-7), 2^k added to the
-// exponent bits. x is clamped to [-87.3, 88.7], where the result stays normal and
-// finite; SiLU only needs e^x to saturate, not to reach 0 / inf.
-template <class V, class I>
-DW_INLINE V exp_f(V x) {
-  const V lo = splat<V>(-87.3f), hi = splat<V>(88.7f);
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
-  constexpr float magic = 12582912.0f;
-  const V t = x * 1.44269504088896341f + magic;
-  const V kf = t - magic;
-  V r = x - kf * 0.693359375f;  // 355/512
-  r = r - kf * -2.12194440054690583e-4f;
-  // Estrin's scheme: shorter dependency chain than Horner (activations are latency bound).
-  const V r2 = r * r;
-  const V p01 = r + 1.0f, p23 = r * (1.0f / 6) + 0.5f, p45 = r * (1.0f / 120) + (1.0f / 24);
-  const V p6 = splat<V>(1.0f / 720);
-  const V q = (p6 * r2 + p45) * r2 + p23;
-  const V p = q * r2 + p01;
-  const I k = bits_as<I>(t) - bits_as<I>(splat<V>(magic));
-  return bits_as<V>(bits_as<I>(p) + (k << 23));
-}
+using simd::bits_as;
+using simd::splat;
 
 // GELU(x) = x/2 (1 + erf(z)), z = x / sqrt 2, with erf(z) = z P(z^2) / Q(z^2) for
 // |z| <= 3.9 (clamped beyond: erf(3.9) = 1 - 3.5e-8, below float resolution at 1).
@@ -147,11 +110,6 @@ DW_INLINE V gelu_f(V x) {
   q = q * s + 1.0f;
   const V h = x * 0.5f;
   return h * (z * p / q) + h;
-}
-
-template <class V, class I>
-DW_INLINE V silu_f(V x) {
-  return x / (exp_f<V, I>(-x) + 1.0f);
 }
 
 template <class T>
@@ -201,6 +159,9 @@ template <class T, int L>
 struct Kernel {
   using V = typename Lane<T, L>::type;
   using I = typename Lane<T, L>::itype;
+  // Only the AVX2 build has 32-byte vectors; simd_math.h's functions fuse multiply-adds
+  // there.
+  static constexpr bool kFma = L * sizeof(T) == 32;
 
   using U = typename Lane<T, L>::unaligned;
   static DW_INLINE V ld(const T* p) { return *reinterpret_cast<const U*>(p); }
@@ -216,7 +177,7 @@ struct Kernel {
         return z < 0 ? V{} : z;
       }
       if constexpr (A == Act::GELU) return gelu_f<V>(z);
-      if constexpr (A == Act::SiLU) return silu_f<V, I>(z);
+      if constexpr (A == Act::SiLU) return simd::silu<kFma>(z);
       return z;
     } else if constexpr (L == 1) {
       return act_scalar<T>(z, A);
@@ -550,7 +511,7 @@ void run_f64_base(const Plan<double>& p, int part, int64_t u0, int64_t u1, doubl
   Kernel<double, 1>::run(p, part, u0, u1, b);
 }
 #endif
-#if defined(DW_X86)
+#if defined(EFFSEG_X86_DISPATCH)
 __attribute__((target("avx2,fma"))) void run_f32_avx2(const Plan<float>& p, int part, int64_t u0,
                                                       int64_t u1, float* b) {
   Kernel<float, 8>::run(p, part, u0, u1, b);
@@ -561,24 +522,12 @@ __attribute__((target("avx2,fma"))) void run_f64_avx2(const Plan<double>& p, int
 }
 #endif
 
-bool use_avx2() {
-#if defined(DW_X86)
-  static const bool v = [] {
-    const std::string s = effseg::selective_scan::simd_level();
-    return s == "avx2+fma" || s == "avx512f";
-  }();
-  return v;
-#else
-  return false;
-#endif
-}
-
 template <class T>
 struct Pick;
 template <>
 struct Pick<float> {
   static RunFn<float> fn(int& lanes) {
-#if defined(DW_X86)
+#if defined(EFFSEG_X86_DISPATCH)
     if (use_avx2()) {
       lanes = 8;
       return run_f32_avx2;
@@ -595,7 +544,7 @@ struct Pick<float> {
 template <>
 struct Pick<double> {
   static RunFn<double> fn(int& lanes) {
-#if defined(DW_X86)
+#if defined(EFFSEG_X86_DISPATCH)
     if (use_avx2()) {
       lanes = 4;
       return run_f64_avx2;
@@ -666,7 +615,7 @@ void forward(const Args<T>& a) {
   pl.halo = (a.kH - 1) * a.dH + 1;
   int lanes = 1;
   const RunFn<T> fn = Pick<T>::fn(lanes);
-  int nth = effseg::selective_scan::max_threads();
+  int nth = max_threads();
   if (planes * a.Ho * a.Wo * a.kH * a.kW < (int64_t{1} << 17)) nth = 1;
 
   // Channel-blocked path for the first C - C mod L channels.
@@ -728,16 +677,7 @@ void forward(const Args<T>& a) {
   if (unitsR) fn(pl, 1, 0, unitsR, buf);
 }
 
-const char* simd_level() {
-  if (use_avx2()) return "avx2+fma";
-#if defined(__aarch64__)
-  return "neon";
-#elif defined(DW_VECTOR_EXT)
-  return "sse2";
-#else
-  return "generic";
-#endif
-}
+const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
 
 template void validate<float>(const Args<float>&);
 template void validate<double>(const Args<double>&);

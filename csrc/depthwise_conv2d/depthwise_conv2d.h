@@ -43,7 +43,7 @@ template <class T>
 void forward(const Args<T>& a);
 
 // The instruction set the float kernel runs with: "avx2+fma" or the x86-64 / aarch64
-// baseline ("sse2" / "neon"). Follows selective_scan's detection and its EFFSEG_SIMD
+// baseline ("sse2" / "neon"). Follows common/isa.h's detection and its EFFSEG_SIMD
 // cap, so one environment variable governs every kernel.
 const char* simd_level();
 

@@ -33,7 +33,7 @@
 // Threads: whole images per thread when they share out evenly between the threads;
 // otherwise each image's column stripes, then its rows, are shared out.
 // ISA: both passes are compiled for the x86-64 baseline (4 lanes) and AVX2 (8 lanes),
-// picked at run time by selective_scan::simd_level(), so EFFSEG_SIMD caps both ops.
+// picked at run time by common/isa.h's detection, which EFFSEG_SIMD caps.
 #include "distance_transform/distance_transform.h"
 
 #include <algorithm>
@@ -44,7 +44,8 @@
 #include <string>
 #include <vector>
 
-#include "selective_scan/selective_scan.h"  // max_threads(), simd_level(): shared settings
+#include "common/isa.h"
+#include "common/threads.h"
 
 #ifdef EFFSEG_OPENMP
 #include <omp.h>
@@ -55,9 +56,6 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #else
 #define DT_INLINE inline
-#endif
-#if defined(__GNUC__) && defined(__x86_64__)
-#define DT_X86 1
 #endif
 
 namespace effseg {
@@ -334,7 +332,7 @@ void columns_base(const Plan& p, int64_t n, int64_t t0, int64_t t1) { columns_bo
 void rows_base(const Plan& p, int64_t n, int64_t y0, int64_t y1, RowScratch& sc) {
   rows_body<4>(p, n, y0, y1, sc);
 }
-#if defined(DT_X86)
+#if defined(EFFSEG_X86_DISPATCH)
 __attribute__((target("avx2,fma"))) void columns_avx2(const Plan& p, int64_t n, int64_t t0,
                                                       int64_t t1) {
   columns_body(p, n, t0, t1);
@@ -342,13 +340,6 @@ __attribute__((target("avx2,fma"))) void columns_avx2(const Plan& p, int64_t n, 
 __attribute__((target("avx2,fma"))) void rows_avx2(const Plan& p, int64_t n, int64_t y0,
                                                    int64_t y1, RowScratch& sc) {
   rows_body<8>(p, n, y0, y1, sc);
-}
-#endif
-
-#if defined(DT_X86)
-bool use_avx2() {
-  static const bool yes = std::strncmp(selective_scan::simd_level(), "avx", 3) == 0;
-  return yes;
 }
 #endif
 
@@ -383,14 +374,14 @@ void forward(const Args& a) {
   validate(a);
   const int64_t N = a.N, H = a.H, W = a.W, HW = H * W;
   if (N == 0 || HW == 0) return;
-  const int nth = selective_scan::max_threads();
+  const int nth = max_threads();
   // Whole images per thread keep each image in one core's caches, but only pay off
   // when the images share out evenly.
   const bool per_image = nth <= 1 || N >= 4 * nth || N % nth == 0 || HW < (int64_t{1} << 14);
   const Plan p{a.mask, a.out, H, W, stripe_width(W, per_image ? 1 : nth), a.sy * a.sy,
                a.sx * a.sx};
   const int64_t nstripes = (W + p.sw - 1) / p.sw;
-#if defined(DT_X86)
+#if defined(EFFSEG_X86_DISPATCH)
   const ColumnsFn columns = use_avx2() ? columns_avx2 : columns_base;
   const RowsFn rows = use_avx2() ? rows_avx2 : rows_base;
 #else

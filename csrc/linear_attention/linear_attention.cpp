@@ -17,7 +17,9 @@
 #include <omp.h>
 #endif
 
-#include "selective_scan/selective_scan.h"  // max_threads(), simd_level(): one policy for all ops
+#include "common/isa.h"
+#include "common/simd_math.h"
+#include "common/threads.h"
 
 #if !defined(__GNUC__)
 #error "the linear attention kernels need GCC or Clang (vector extensions)"
@@ -43,7 +45,7 @@ namespace base {
 #undef LA_VBYTES
 }  // namespace base
 
-#if defined(__x86_64__)
+#if defined(EFFSEG_X86_DISPATCH)
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #else
@@ -62,22 +64,10 @@ namespace avx2 {
 #endif
 #endif
 
-bool use_avx2() {
-#if defined(__x86_64__)
-  static const bool v = [] {
-    const std::string level = effseg::selective_scan::simd_level();
-    return level == "avx2+fma" || level == "avx512f";
-  }();
-  return v;
-#else
-  return false;
-#endif
-}
-
 // All threads, unless the call is too small to pay for waking them.
 int threads_for(int64_t B, int64_t Ck, int64_t Cv, int64_t N) {
   const int64_t work = B * N * (Ck * Cv + Ck + Cv);
-  return work < (int64_t{1} << 17) ? 1 : std::max(1, effseg::selective_scan::max_threads());
+  return work < (int64_t{1} << 17) ? 1 : std::max(1, max_threads());
 }
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -116,7 +106,7 @@ template <>
 void forward<float>(const FwdArgs<float>& a) {
   validate_fwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
-#if defined(__x86_64__)
+#if defined(EFFSEG_X86_DISPATCH)
   if (use_avx2()) return avx2::forward_f32(a, nth);
 #endif
   base::forward_f32(a, nth);
@@ -126,7 +116,7 @@ template <>
 void forward<double>(const FwdArgs<double>& a) {
   validate_fwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
-#if defined(__x86_64__)
+#if defined(EFFSEG_X86_DISPATCH)
   if (use_avx2()) return avx2::forward_f64(a, nth);
 #endif
   base::forward_f64(a, nth);
@@ -136,7 +126,7 @@ template <>
 void backward<float>(const BwdArgs<float>& a) {
   validate_bwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
-#if defined(__x86_64__)
+#if defined(EFFSEG_X86_DISPATCH)
   if (use_avx2()) return avx2::backward_f32(a, nth);
 #endif
   base::backward_f32(a, nth);
@@ -146,7 +136,7 @@ template <>
 void backward<double>(const BwdArgs<double>& a) {
   validate_bwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
-#if defined(__x86_64__)
+#if defined(EFFSEG_X86_DISPATCH)
   if (use_avx2()) return avx2::backward_f64(a, nth);
 #endif
   base::backward_f64(a, nth);

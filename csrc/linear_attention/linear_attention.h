@@ -62,7 +62,7 @@ void forward(const FwdArgs<T>& a);
 template <class T>
 void backward(const BwdArgs<T>& a);
 
-// "avx2+fma" or "baseline": the code path the kernels take (EFFSEG_SIMD caps it, as for
+// "avx2+fma" or "baseline": the code path the kernels take (common/isa.h: EFFSEG_SIMD caps it, as for
 // the selective scan).
 const char* simd_level();
 

@@ -54,74 +54,10 @@ static void run_threads(int nth, F&& f) {
   f(0, 1);
 }
 
-// softplus(x) (with torch's cut-off: x above 20 is returned as is) and its derivative.
+// softplus(x) and its derivative sigmoid(x) (common/simd_math.h); the baseline build has
+// no FMA on x86-64.
 template <class T>
-struct Math {
-  static LA_INLINE T softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }
-  static LA_INLINE void softplus_sigmoid(T x, T& sp, T& sg) {
-    sp = softplus(x);
-    sg = x > T(20) ? T(1) : T(1) / (T(1) + std::exp(-x));
-  }
-};
-
-// float: branch-free so that loops over a block vectorise (std::exp / log1p do not).
-template <>
-struct Math<float> {
-  static LA_INLINE uint32_t bits(float x) {
-    uint32_t i;
-    std::memcpy(&i, &x, sizeof i);
-    return i;
-  }
-  static LA_INLINE float from_bits(uint32_t i) {
-    float x;
-    std::memcpy(&x, &i, sizeof x);
-    return x;
-  }
-  // e^x for x in [-86.5, 0]: x = k ln2 + r (Cody-Waite: ln2 split in a 9-bit head, exact
-  // times k, and a tail), |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (truncation
-  // below 1e-8 relative), 2^k added to the exponent bits (k >= -125: results stay normal).
-  static LA_INLINE float exp_nonpos(float x) {
-    constexpr float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-    const float t = x * 1.44269504088896341f + magic;
-    const float kf = t - magic;
-    const uint32_t ki = bits(t) - bits(magic);
-    float r = x - kf * 0.693359375f;
-    r = r + kf * 2.12194440e-4f;
-    // Estrin's scheme: a shorter dependency chain than Horner's, so that more loop
-    // iterations overlap (the loop is latency-bound, not throughput-bound).
-    const float r2 = r * r, r4 = r2 * r2;
-    const float p01 = 1.0f + r, p23 = 0.5f + r * (1.0f / 6.0f);
-    const float p45 = 1.0f / 24.0f + r * (1.0f / 120.0f), p67 = 1.0f / 720.0f + r * (1.0f / 5040.0f);
-    const float p = (p01 + r2 * p23) + r4 * (p45 + r2 * p67);
-    return from_bits(bits(p) + (ki << 23));
-  }
-  // softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; log1p(e) = e P(e) with
-  // P of degree 8 fitted here to log1p(e)/e on [0, 1] (relative error 3e-8, about 2e-7
-  // evaluated in float): no division and no 1 + e, whose rounding would lose small e.
-  static LA_INLINE float softplus_e(float x, float& e) {
-    float na = x < 0.0f ? x : -x;
-    na = na < -86.5f ? -86.5f : na;
-    e = exp_nonpos(na);
-    const float e2 = e * e, e4 = e2 * e2;
-    const float p01 = 9.999999698e-01f - 4.999949165e-01f * e;
-    const float p23 = 3.331906586e-01f - 2.484273618e-01f * e;
-    const float p45 = 1.910504518e-01f - 1.366120319e-01f * e;
-    const float p67 = 7.820189898e-02f - 2.949048250e-02f * e;
-    const float p = (p01 + e2 * p23) + e4 * ((p45 + e2 * p67) + e4 * 5.229014990e-03f);
-    const float r = (x > 0.0f ? x : 0.0f) + e * p;
-    return x != x ? x : r;
-  }
-  static LA_INLINE float softplus(float x) {
-    float e;
-    return softplus_e(x, e);
-  }
-  // sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below.
-  static LA_INLINE void softplus_sigmoid(float x, float& sp, float& sg) {
-    float e;
-    sp = softplus_e(x, e);
-    sg = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-  }
-};
+using Math = simd::Math<T, std::conditional_t<(LA_VBYTES >= 32), ArchAVX2, ArchBase>>;
 
 template <class T>
 struct Impl {
@@ -347,7 +283,7 @@ struct Impl {
       T* dr = dst + r * ld;
       if (aux) {
         T* gr = aux + r * ld;
-        for (int64_t n = 0; n < nbv; ++n) Math<T>::softplus_sigmoid(sr[n], dr[n], gr[n]);
+        for (int64_t n = 0; n < nbv; ++n) Math<T>::softplus_d(sr[n], dr[n], gr[n]);
         for (int64_t n = nbv; n < nbp; ++n) gr[n] = T(0);
       } else {
         for (int64_t n = 0; n < nbv; ++n) dr[n] = Math<T>::softplus(sr[n]);

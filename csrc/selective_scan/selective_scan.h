@@ -83,14 +83,9 @@ void forward(const FwdArgs<T>& a);
 template <class T>
 void backward(const BwdArgs<T>& a);
 
-// The instruction set the float kernels dispatch to: "avx512f", "avx2+fma",
-// "sse2" (x86-64 baseline), "neon" or "generic". EFFSEG_SIMD=avx512|avx2|sse2|generic
-// in the environment caps it (read once, at the first call).
+// The instruction set the float kernels dispatch to: common/isa.h's level and name
+// ("avx512f", "avx2+fma", "sse2" / "neon", "generic"; EFFSEG_SIMD caps it).
 const char* simd_level();
-
-int max_threads();
-void set_num_threads(int n);
-bool has_openmp();
 
 }  // namespace selective_scan
 }  // namespace effseg

@@ -24,7 +24,7 @@
 // between them and the GEMMs.
 //
 // Compiled for the x86-64 baseline and for AVX2+FMA and picked at run time through
-// selective_scan's ISA detection (EFFSEG_SIMD caps it); double runs the same code.
+// common/isa.h's detection (EFFSEG_SIMD caps it); double runs the same code.
 #include "winograd_conv2d/winograd_conv2d.h"
 
 #include <algorithm>
@@ -33,7 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "selective_scan/selective_scan.h"  // thread count and ISA detection
+#include "common/isa.h"
+#include "common/threads.h"
 
 #ifdef EFFSEG_OPENMP
 #include <omp.h>
@@ -45,10 +46,6 @@
 #else
 #define WG_INLINE inline
 #define WG_RESTRICT
-#endif
-
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(EFFSEG_NO_X86_DISPATCH)
-#define WG_X86 1
 #endif
 
 namespace effseg {
@@ -310,7 +307,7 @@ void output_base(const OutArgs<T>& a, const std::vector<Segment>& g, int64_t lo,
                  T* b) {
   output_run<T>(a, g, lo, hi, b);
 }
-#if defined(WG_X86)
+#if defined(EFFSEG_X86_DISPATCH)
 template <class T>
 __attribute__((target("avx2,fma"))) void input_avx2(const InArgs<T>& a,
                                                     const std::vector<Segment>& g, int64_t lo,
@@ -325,20 +322,8 @@ __attribute__((target("avx2,fma"))) void output_avx2(const OutArgs<T>& a,
 }
 #endif
 
-bool use_avx2() {
-#if defined(WG_X86)
-  static const bool v = [] {
-    const std::string s = effseg::selective_scan::simd_level();
-    return s == "avx2+fma" || s == "avx512f";
-  }();
-  return v;
-#else
-  return false;
-#endif
-}
-
 int threads_for(int64_t work, int64_t units) {
-  int nth = effseg::selective_scan::max_threads();
+  int nth = max_threads();
   if (work < kSerialWork) nth = 1;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nth, units)));
 }
@@ -398,13 +383,13 @@ void input_transform(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   const std::vector<Segment> segs = segments(p0, p1, tiles_h, tiles_w);
   const size_t buf = scratch_elems(std::min(tiles_w, p1 - p0));
   const int nth = threads_for(C * (p1 - p0), C);
-#if defined(WG_X86)
+#if defined(EFFSEG_X86_DISPATCH)
   const bool avx2 = use_avx2();
 #else
   const bool avx2 = false;
 #endif
   parallel<T>(C, nth, buf, [&](int64_t lo, int64_t hi, T* b) {
-#if defined(WG_X86)
+#if defined(EFFSEG_X86_DISPATCH)
     if (avx2) return input_avx2<T>(a, segs, lo, hi, b);
 #endif
     (void)avx2;
@@ -422,13 +407,13 @@ void output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t til
   const std::vector<Segment> segs = segments(p0, p1, tiles_h, tiles_w);
   const size_t buf = scratch_elems(std::min(tiles_w, p1 - p0));
   const int nth = threads_for(K * (p1 - p0), K);
-#if defined(WG_X86)
+#if defined(EFFSEG_X86_DISPATCH)
   const bool avx2 = use_avx2();
 #else
   const bool avx2 = false;
 #endif
   parallel<T>(K, nth, buf, [&](int64_t lo, int64_t hi, T* b) {
-#if defined(WG_X86)
+#if defined(EFFSEG_X86_DISPATCH)
     if (avx2) return output_avx2<T>(a, segs, lo, hi, b);
 #endif
     (void)avx2;
@@ -436,16 +421,7 @@ void output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t til
   });
 }
 
-const char* simd_level() {
-  if (use_avx2()) return "avx2+fma";
-#if defined(__aarch64__)
-  return "neon";
-#elif defined(__x86_64__)
-  return "sse2";
-#else
-  return "generic";
-#endif
-}
+const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
 
 template void input_transform<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
                                      int64_t, int64_t, int64_t, int64_t, int64_t, float*);

@@ -43,7 +43,7 @@ void validate_output(const void* M, int64_t K, int64_t p0, int64_t p1, int64_t t
                      int64_t tiles_w, const void* Y, int64_t N, int64_t Ho, int64_t Wo);
 
 // The instruction set the transforms run with ("avx2+fma" or the baseline), following
-// selective_scan's detection and its EFFSEG_SIMD cap.
+// common/isa.h's detection and its EFFSEG_SIMD cap.
 const char* simd_level();
 
 }  // namespace winograd_conv2d

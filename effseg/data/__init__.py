@@ -1,10 +1,12 @@
 """Datasets: the generic folder layout and GeoSeg's (LoveDA, Potsdam, Vaihingen, UAVid),
-per-band statistics and seeded augmentation."""
+windows of large GeoTIFFs, per-band statistics, seeded augmentation."""
 from .augment import Augment
 from .folder import SegFolder, infer_bands, infer_num_classes, read_meta
 from .formats import FORMATS, IGNORE, get_format
 from .rasters import read_label, read_raster
 from .stats import compute_band_stats, normalize
+from .windows import GeoWindows
 
-__all__ = ["Augment", "FORMATS", "IGNORE", "SegFolder", "compute_band_stats", "get_format", "infer_bands",
-           "infer_num_classes", "normalize", "read_label", "read_raster", "read_meta"]
+__all__ = ["Augment", "FORMATS", "GeoWindows", "IGNORE", "SegFolder", "compute_band_stats",
+           "get_format", "infer_bands", "infer_num_classes", "normalize", "read_label",
+           "read_meta", "read_raster"]

@@ -48,7 +48,7 @@ def test_convert_buildings_layout_split_nodata(tmp_path, tif):
             assert lo <= c and c + 16 <= hi                  # no tile crosses the split line
             with rasterio.open(p) as src:
                 m = src.read(1)
-                assert src.transform.almost_equals(src_transform * Affine.translation(c, r))  # georeferenced
+                assert src.transform.almost_equals(src_transform @ Affine.translation(c, r))  # georeferenced
             want = np.where(img[r:r + 16, c:c + 16] == 0, 255, fp[r:r + 16, c:c + 16] > 0)
             assert np.array_equal(m, want)
             assert (root / split / "images" / p.name).is_file()

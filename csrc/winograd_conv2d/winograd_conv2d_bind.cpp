@@ -57,7 +57,7 @@ void input_transform(const std::string& dtype, const Buf& x, int64_t N, int64_t 
 }
 
 template <class T>
-void output_t(const Buf& M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h, int64_t tiles_w,
+bool output_t(const Buf& M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h, int64_t tiles_w,
               const Buf& bias, bool relu, const Buf& Y, int64_t N, int64_t Ho, int64_t Wo) {
   constexpr const char* op = "winograd_output_transform";
   check_tiles(op, N, tiles_h, tiles_w, p0, p1);
@@ -66,18 +66,17 @@ void output_t(const Buf& M, int64_t K, int64_t p0, int64_t p1, int64_t tiles_h, 
   T* yp = need_out<T>(op, "Y", Y, "(N, K, Ho, Wo)", {N, K, Ho, Wo});
   wg::validate_output(mp, K, p0, p1, tiles_h, tiles_w, yp, N, Ho, Wo);
   py::gil_scoped_release nogil;
-  wg::output_transform<T>(mp, K, p0, p1, tiles_h, tiles_w, bp, relu, yp, N, Ho, Wo);
+  return wg::output_transform<T>(mp, K, p0, p1, tiles_h, tiles_w, bp, relu, yp, N, Ho, Wo);
 }
 
-void output_transform(const std::string& dtype, const Buf& M, int64_t K, int64_t p0, int64_t p1,
+bool output_transform(const std::string& dtype, const Buf& M, int64_t K, int64_t p0, int64_t p1,
                       int64_t tiles_h, int64_t tiles_w, const Buf& bias, bool relu, const Buf& Y,
                       int64_t N, int64_t Ho, int64_t Wo) {
   if (dtype == "float32")
-    output_t<float>(M, K, p0, p1, tiles_h, tiles_w, bias, relu, Y, N, Ho, Wo);
-  else if (dtype == "float64")
-    output_t<double>(M, K, p0, p1, tiles_h, tiles_w, bias, relu, Y, N, Ho, Wo);
-  else
-    bad_dtype(dtype);
+    return output_t<float>(M, K, p0, p1, tiles_h, tiles_w, bias, relu, Y, N, Ho, Wo);
+  if (dtype == "float64")
+    return output_t<double>(M, K, p0, p1, tiles_h, tiles_w, bias, relu, Y, N, Ho, Wo);
+  bad_dtype(dtype);
 }
 
 }  // namespace
@@ -94,7 +93,8 @@ void bind_winograd_conv2d(py::module_& m) {
   m.def("winograd_output_transform", &output_transform, "dtype"_a, "M"_a, "K"_a, "p0"_a, "p1"_a,
         "tiles_h"_a, "tiles_w"_a, "bias"_a, "relu"_a, "Y"_a, "N"_a, "Ho"_a, "Wo"_a,
         "Winograd F(4,3) output transform on (address, element count) buffers: M (36, K, p1-p0) contiguous; writes "
-        "the tiles [p0, p1) of Y (N,K,Ho,Wo) = A^T m A (+ bias (K,), (0, 0) = none; then relu).");
+        "the tiles [p0, p1) of Y (N,K,Ho,Wo) = A^T m A (+ bias (K,), (0, 0) = none; then relu). Returns False "
+        "when a value before relu is Inf or NaN.");
   m.def("winograd_conv2d_simd", &wg::simd_level, "ISA the Winograd transforms run with.");
 }
 

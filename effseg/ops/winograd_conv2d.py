@@ -219,7 +219,10 @@ _scratch = _Scratch()
 
 
 def _cpp_fwd(x: Tensor, weight_t: Tensor, bias: Tensor | None, pad_h: int, pad_w: int,
-             relu: bool) -> Tensor:
+             relu: bool) -> Tensor | None:
+    """The C++ Winograd forward, or None when an output came out Inf / NaN: Winograd
+    spreads one non-finite input over its whole tile and can overflow where the exact
+    result is finite, so the caller then convolves directly (rare data pays, not others)."""
     lib = _native.require()
     N, C, H, W = x.shape
     K = weight_t.shape[1]
@@ -244,7 +247,8 @@ def _cpp_fwd(x: Tensor, weight_t: Tensor, bias: Tensor | None, pad_h: int, pad_w
             v, m = vbuf[:36 * C * n].view(36, C, n), mbuf[:36 * K * n].view(36, K, n)
         lib.winograd_input_transform(name, xp, N, C, H, W, pad_h, pad_w, th, tw, p0, p0 + n, vp)
         torch.bmm(U, v, out=m)
-        lib.winograd_output_transform(name, mp, K, p0, p0 + n, th, tw, bp, relu, yp, N, Ho, Wo)
+        if not lib.winograd_output_transform(name, mp, K, p0, p0 + n, th, tw, bp, relu, yp, N, Ho, Wo):
+            return None
     return y
 
 
@@ -257,10 +261,14 @@ def _triton_fwd(x: Tensor, weight_t: Tensor, bias: Tensor | None, pad_h: int, pa
 
 def _forward(x, weight, weight_t, bias, pad_h, pad_w, relu, backend):
     b = _resolve(backend, x)
-    if b == "ref":
+    y = None
+    if b == "cpp":
+        y = _cpp_fwd(x, weight_t, bias, pad_h, pad_w, relu)
+    elif b == "triton":
+        y = _triton_fwd(x, weight_t, bias, pad_h, pad_w, relu)
+    if y is None:
         return winograd_conv2d_ref(x, weight, bias, (pad_h, pad_w), relu)
-    fwd = _cpp_fwd if b == "cpp" else _triton_fwd
-    return fwd(x, weight_t, bias, pad_h, pad_w, relu)
+    return y
 
 
 # ---- the custom op ---------------------------------------------------------------------
@@ -317,11 +325,13 @@ def winograd_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     weight_t may be float32 for float16 / bfloat16 x (more accurate: see
     winograd_weight; computed that way when None).
 
-    Non-finite and huge inputs: a NaN / Inf in x makes the whole 4 x 4 output tile(s)
-    whose 6 x 6 input window holds it non-finite (direct convolution: only the outputs
-    whose 3 x 3 window does), and float32 products |x| |w| near 1e37 can overflow in the
-    transforms (factors up to 8 and 4) where the exact result is finite. Not checked:
-    that would take an extra pass over x per call; use backend="ref" for such data.
+    Non-finite and huge inputs: Winograd would make the whole 4 x 4 output tile(s) whose
+    6 x 6 input window holds a NaN / Inf non-finite (direct convolution: only the outputs
+    whose 3 x 3 window does), and float32 products |x| |w| near 1e37 could overflow in
+    the transforms where the exact result is finite. The C++ output transform reports
+    any non-finite value (before ReLU, which would turn NaN into 0) as it writes it, and
+    the call is then computed by direct convolution: the same answer as the reference.
+    The Triton backend (CUDA) does not check yet: use backend="ref" for such data there.
 
     backend: "auto" (C++ on CPU for float32 / float64, Triton on CUDA for float32 /
     float16 / bfloat16, else the reference), "cpp", "triton" or "ref". The backend

@@ -480,3 +480,45 @@ def test_native_transforms_check_sizes(require_backend):
         lib.winograd_output_transform("float32", vb, 1, 0, 5, 1, 1, (0, 0), False, vb, 1, 4, 4)
     with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
         lib.winograd_input_transform("float16", (0, 0), 1, 1, 8, 8, 1, 1, 2, 2, 0, 0, (0, 0))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_non_finite_input_gives_the_reference_answer(require_backend, relu, bad, dtype):
+    """One bad pixel: only the outputs whose 3x3 window holds it are non-finite, exactly
+    as direct convolution; ReLU does not turn a NaN into 0."""
+    require_backend("cpp")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 13, 11, generator=g, dtype=dtype)
+    w, b = torch.randn(7, 5, 3, 3, generator=g, dtype=dtype), torch.randn(7, generator=g, dtype=dtype)
+    x[1, 2, 6, 5] = bad
+    want = winograd_conv2d_ref(x, w, b, 1, relu)
+    got = winograd_conv2d(x, w, b, 1, relu, backend="cpp")
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and torch.equal(torch.isinf(got), torch.isinf(want))
+    fin = torch.isfinite(want)
+    assert (~fin).sum() <= 9 * 7 and torch.allclose(got[fin], want[fin], rtol=1e-5, atol=1e-5)
+
+
+def test_huge_finite_input_does_not_overflow(require_backend):
+    """|x| near 1e37: Winograd's transforms would overflow where the exact conv is finite."""
+    require_backend("cpp")
+    x = torch.full((1, 2, 8, 8), 1e37)
+    w = torch.ones(1, 2, 3, 3) * 0.01
+    want = winograd_conv2d_ref(x, w, None, 1)
+    got = winograd_conv2d(x, w, None, 1, backend="cpp")
+    assert torch.isfinite(want).all() and torch.isfinite(got).all()
+    assert torch.allclose(got, want, rtol=1e-5)
+
+
+def test_native_output_transform_reports_non_finite(require_backend):
+    require_backend("cpp")
+    from effseg import _native
+
+    lib = _native.require()
+    m, y = torch.zeros(36, 1, 1), torch.empty(1, 1, 4, 4)
+    assert lib.winograd_output_transform("float32", _native.buf(m), 1, 0, 1, 1, 1, (0, 0), True,
+                                         _native.buf(y), 1, 4, 4) is True
+    m[7, 0, 0] = float("nan")
+    assert lib.winograd_output_transform("float32", _native.buf(m), 1, 0, 1, 1, 1, (0, 0), True,
+                                         _native.buf(y), 1, 4, 4) is False

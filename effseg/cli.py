@@ -111,11 +111,31 @@ def _maybe_reexec_for_malloc(argv) -> None:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="17179869184",
                MALLOC_TRIM_THRESHOLD_="17179869184",
                EFFSEG_BENCH_MALLOC="effseg bench (re-executed with raised thresholds)")
-    root = str(Path(__file__).resolve().parent.parent)
-    code = (f"import sys; sys.path.insert(0, {root!r}); from effseg.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-c", code, *argv], env)
+    os.execve(sys.executable, _reexec_command(argv), env)
+
+
+def _reexec_command(argv) -> list:
+    """The interpreter command that runs `effseg <argv>` again without ever importing from
+    the working folder.
+
+    `python -c` (and -m) put the working folder first on sys.path, so a file named
+    argparse.py or numpy.py there would run with the user's rights. The child replaces
+    sys.path with this process's path (minus '' and the working folder) before importing
+    anything, which works on Python 3.10; -P (3.11+) keeps the folder off the path from
+    the start. This process's own sys.path is kept so that the child imports the same
+    effseg (checkout, editable or installed) from the same places; effseg's own root is
+    trusted even when it is the working folder.
+    """
+    cwd = os.getcwd()
+    path = [p for p in sys.path if p and os.path.abspath(p) != cwd]
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in path:
+        path.insert(0, root)
+    code = (f"import sys; sys.path[:] = {path!r}; from effseg.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    safe = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe, "-c", code, *argv]
 
 
 def _cmd_models(args) -> int:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 import warnings
+from collections import OrderedDict
 
 import torch
 
@@ -14,7 +16,8 @@ from .capture import capture
 
 BACKEND_NAMES = ("auto", *BACKENDS)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_CORE_OPTIONS = {"dynamic", "trial"}
+_CORE_OPTIONS = {"dynamic", "trial", "max_shapes"}
+DEFAULT_MAX_SHAPES = 8
 
 
 class _Entry:
@@ -24,6 +27,7 @@ class _Entry:
         self.shape, self.runner, self.cap = shape, runner, cap
         self.build_s, self.parity = build_s, parity
         self.seen = {shape}
+        self.serial = 0  # build order, for report()
 
     def matches(self, shape) -> bool:
         if len(shape) != len(self.shape) or not any(self.cap.dynamic_dims):
@@ -46,7 +50,15 @@ class CompiledModel:
     """Inference-only compiled form of a model; call it like the model.
 
     A new input shape that no captured graph covers is captured and built again (and
-    checked when check=True); graphs are cached by shape.
+    checked when check=True). Built graphs are kept in a least-recently-used cache of
+    `max_shapes` entries (default 8): each holds a graph, its weights and a backend
+    session, so an unbounded cache grew by tens of MB per shape; a shape evicted and seen
+    again is captured again.
+
+    Safe to call from many threads: backends run each call with its own bindings and
+    output tensors, and the shape cache is guarded by a lock; a shape being built is
+    built once, while calls at shapes already built go on. Weights are those of the
+    model at compile time (a deep copy): later changes to the model are not seen.
     """
 
     def __init__(self, eager, reference, model, backend, device, dtype, check, options, auto_info):
@@ -59,14 +71,21 @@ class CompiledModel:
         self._model = model  # eval copy on device/dtype, the one captured
         self._options = dict(options)
         self._dynamic = bool(self._options.pop("dynamic", False))
+        self.max_shapes = _max_shapes(self._options.pop("max_shapes", DEFAULT_MAX_SHAPES))
         self._options.pop("trial", None)
         self._auto = auto_info
-        self._entries: dict = {}
+        self._entries: OrderedDict = OrderedDict()  # least recently used first
         self._failed = None
+        self._lock = threading.Lock()  # the cache, counters; held briefly
+        self._build_lock = threading.Lock()  # one capture/build at a time (export is not thread-safe)
+        self._weights = _weight_versions(eager)
         self.calls = 0
+        self.evictions = 0
+        self._built = 0
 
     # -- building ---------------------------------------------------------------
     def _specialise(self, x: torch.Tensor) -> _Entry:
+        """Capture and build for x's shape; the caller holds _build_lock."""
         # A model export could not capture once (data-dependent control flow) is not
         # captured again per shape: one warning, then eager for every shape.
         cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic,
@@ -84,25 +103,48 @@ class CompiledModel:
         else:
             runner = BACKENDS[self.backend](cap.gm, x, device=self.device, options=self._options)
         parity = None
-        if self.check:
-            with torch.no_grad():
-                got = runner(x)
+        with torch.no_grad():
+            # Run once here even unchecked: backends that build lazily (Inductor compiles
+            # on its first call) then do it under the build lock, not in a caller's race.
+            got = runner(x)
+            if self.check:
                 want = self._reference(x.to(_ref_dtype(self._reference, self.dtype)))
-            parity = check_parity(want, got, self.dtype,
-                                  f"effseg.compile backend {self.backend!r} at input shape {tuple(x.shape)}")
+                parity = check_parity(want, got, self.dtype,
+                                      f"effseg.compile backend {self.backend!r} at input shape {tuple(x.shape)}")
         entry = _Entry(tuple(x.shape), runner, cap, time.perf_counter() - t0, parity)
-        self._entries[entry.shape] = entry
+        with self._lock:
+            self._built += 1
+            entry.serial = self._built
+            self._entries[entry.shape] = entry
+            self._entries.move_to_end(entry.shape)
+            while len(self._entries) > self.max_shapes:
+                self._entries.popitem(last=False)
+                self.evictions += 1
         return entry
+
+    def _find(self, shape):
+        """(entry, first_use) from the cache, or (None, False); marks it most recently used."""
+        with self._lock:
+            entry = self._entries.get(shape)
+            if entry is not None:
+                self._entries.move_to_end(shape)
+                return entry, False
+            for key, e in self._entries.items():
+                if e.matches(shape):
+                    self._entries.move_to_end(key)
+                    return e, shape not in e.seen
+        return None, False
 
     def _lookup(self, x: torch.Tensor):
         shape = tuple(x.shape)
-        entry = self._entries.get(shape)
+        entry, first_use = self._find(shape)
         if entry is not None:
-            return entry, False
-        for e in list(self._entries.values()):
-            if e.matches(shape):
-                return e, True
-        return self._specialise(x), False
+            return entry, first_use
+        with self._build_lock:
+            entry, first_use = self._find(shape)  # built by another thread meanwhile
+            if entry is not None:
+                return entry, first_use
+            return self._specialise(x), False
 
     # -- running ----------------------------------------------------------------
     def __call__(self, x):
@@ -118,20 +160,29 @@ class CompiledModel:
                 # rejects gets its own capture instead of an error.
                 try:
                     out = entry.runner(x)
-                    entry.seen.add(tuple(x.shape))
+                    with self._lock:
+                        entry.seen.add(tuple(x.shape))
                 except Exception:  # noqa: BLE001  (any failure of a guarded graph means: capture this shape)
-                    entry = self._specialise(x)
+                    with self._build_lock:
+                        entry = self._specialise(x)
                     out = entry.runner(x)
             else:
                 out = entry.runner(x)
-        self.calls += 1
+        with self._lock:
+            self.calls += 1
         return out
 
     forward = __call__
 
     def report(self) -> dict:
-        """What was done: backend (and how auto chose it), passes, timings, parity."""
-        specs = [e.record() for e in self._entries.values()]
+        """What was done: backend (and how auto chose it), passes, timings, parity, the
+        shape cache (specialisations in build order, lru_order: their shapes least
+        recently used first, max_shapes, evictions) and
+        whether the original model's weights changed since compile (they are not seen)."""
+        with self._lock:
+            lru = [list(e.shape) for e in self._entries.values()]
+            specs = [e.record() for e in sorted(self._entries.values(), key=lambda e: e.serial)]
+            calls, evictions = self.calls, self.evictions
         return {
             "backend": self.backend, "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""), "check": self.check,
@@ -139,12 +190,34 @@ class CompiledModel:
             "fallback": any(s["fallback"] for s in specs),
             "passes": specs[0]["passes"] if specs else [],
             "parity": specs[-1].get("parity") if specs else None,
-            "specialisations": specs, "calls": self.calls,
+            "specialisations": specs, "calls": calls,
+            "max_shapes": self.max_shapes, "evictions": evictions, "lru_order": lru,
+            "weights": {"copied_at_compile": True,
+                        "model_changed_since": _weight_versions(self.eager) != self._weights},
         }
 
     def __repr__(self) -> str:
         return (f"CompiledModel({type(self.eager).__name__}, backend={self.backend!r}, "
                 f"device={self.device}, dtype={self.dtype}, shapes={list(self._entries)})")
+
+
+def _max_shapes(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_shapes must be a positive int (graphs kept per model), got {value!r}")
+    return value
+
+
+def _weight_versions(model) -> tuple:
+    """Identity and in-place version of every parameter and buffer: changes when weights
+    are assigned, loaded (load_state_dict copies in place) or stepped by an optimizer."""
+    return tuple((id(t), _version(t)) for t in (*model.parameters(), *model.buffers()))
+
+
+def _version(t) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # an inference-mode tensor has no version counter
+        return -1
 
 
 def _ref_dtype(module, dtype):
@@ -190,8 +263,19 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
     "onnxruntime" when onnxruntime imports (fastest on the zoo anchors in DESIGN.md),
     else "eager". trial=True makes auto time the usable backends on the example instead.
     dynamic=True asks torch.export for symbolic batch/H/W (default: one graph per shape).
+    max_shapes (default 8) bounds the graphs kept: the least recently used is dropped
+    (and captured again if its shape comes back).
     Other keyword options go to the backend (inductor: mode, options, fullgraph;
     onnxruntime: reuse_outputs, opset, intra_op_num_threads, graph_optimization_level).
+    reuse_outputs=True (onnxruntime) returns the same per-thread output buffer on every
+    call: the tensor is overwritten by that thread's next call; for single-threaded loops.
+
+    The model is deep-copied at compile time: changing its weights afterwards (training,
+    load_state_dict) does not change the compiled model; compile again.
+    report()["weights"]["model_changed_since"] says when that has happened.
+
+    The result may be called from many threads at once (per-call output tensors and
+    bindings; the shape cache is locked).
 
     check=True compares compiled and eager outputs on the example (and on each new input
     shape) and raises effseg.ParityError with the figures when they disagree. A model
@@ -205,6 +289,7 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
         raise TypeError(f"dtype must be one of {[str(d) for d in DTYPES]}, got {dtype!r}")
     if not isinstance(check, bool):
         raise TypeError(f"check must be a bool, got {type(check).__name__}")
+    _max_shapes(backend_options.get("max_shapes", DEFAULT_MAX_SHAPES))
     try:
         device = torch.device(device) if device is not None else _model_device(model)
     except (RuntimeError, TypeError) as exc:
@@ -226,5 +311,6 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
         if not ok:
             raise RuntimeError(f"backend {backend!r} is unusable: {why}")
     cm = CompiledModel(model, reference, work, backend, device, dtype, check, backend_options, auto_info)
-    cm._specialise(x)
+    with cm._build_lock:
+        cm._specialise(x)
     return cm

@@ -2,7 +2,8 @@
 
 Conventions every loss follows:
 - logits (B, K, H, W) floating point, target (B, H, W) integer on the same device; a pixel
-  whose target is `ignore_index` is invalid and contributes nothing, whatever its logits.
+  whose target is `ignore_index` is invalid and contributes nothing, whatever its logits
+  (NaN and inf included: losses read them through valid_logits).
 - Half-precision logits are computed in float32 (the loss value too); float64 stays float64.
 - For distance maps an ignored pixel belongs to no class (neither in the target nor in the
   prediction), so an ignored region borders the classes next to it.
@@ -92,6 +93,17 @@ def class_weights(w: torch.Tensor | None, K: int, like: torch.Tensor, name: str)
 
 def compute_dtype(logits: torch.Tensor) -> torch.Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def valid_logits(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """compute_dtype(logits) with 0 at ignored pixels. An ignored pixel contributes nothing,
+    but 0 * NaN is NaN: nodata pixels (NaN or inf logits where the image had no data)
+    turned the focal, boundary and distance losses into NaN and every gradient into NaN
+    (cross-entropy's too), and Dice into a silent 1. torch.where passes no gradient, NaN
+    or otherwise, to the branch it drops. Non-finite logits at valid pixels still show."""
+    x = compute_dtype(logits)
+    keep = valid_mask(target, ignore_index).unsqueeze(1)
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def valid_mask(target: torch.Tensor, ignore_index: int) -> torch.Tensor:

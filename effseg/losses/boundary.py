@@ -37,7 +37,7 @@ class BoundaryLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         K = x.shape[1]
         idx = C.class_index(self.classes, K, x.device)
         valid = C.valid_mask(target, self.ignore_index)
@@ -82,7 +82,7 @@ class HausdorffDTLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         B, K = x.shape[:2]
         idx = C.class_index(self.classes, K, x.device)
         valid = C.valid_mask(target, self.ignore_index)

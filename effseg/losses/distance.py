@@ -81,7 +81,7 @@ class DistanceLoss(nn.Module):
         the term weights), present (B, K) bool and n_valid (B,); no gradient."""
         C.check_inputs(logits, target, self.ignore_index)
         with torch.no_grad():
-            t = self._terms(C.compute_dtype(logits).detach(), target)
+            t = self._terms(C.valid_logits(logits, target, self.ignore_index).detach(), target)
         return {k: t[k] for k in ("over", "under", "present", "n_valid")}
 
     def _terms(self, x: torch.Tensor, target: torch.Tensor) -> dict:
@@ -121,7 +121,7 @@ class DistanceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         B, K = x.shape[:2]
         with torch.no_grad():
             t = self._terms(x.detach(), target)

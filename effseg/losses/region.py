@@ -31,7 +31,7 @@ class CrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         w = C.class_weights(self.weight, x.shape[1], x, "weight")
         per_pixel = F.cross_entropy(x, target.long(), weight=w, ignore_index=self.ignore_index,
                                     label_smoothing=self.label_smoothing, reduction="none")
@@ -69,7 +69,7 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         K = x.shape[1]
         idx = C.class_index(self.classes, K, x.device)
         valid = C.valid_mask(target, self.ignore_index)
@@ -118,7 +118,7 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         C.check_inputs(logits, target, self.ignore_index)
-        x = C.compute_dtype(logits)
+        x = C.valid_logits(logits, target, self.ignore_index)
         valid = C.valid_mask(target, self.ignore_index)
         safe = torch.where(valid, target.long(), torch.zeros((), dtype=torch.long, device=x.device))
         logpt = x.log_softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)

@@ -41,10 +41,14 @@ def boundary_iou(pred: torch.Tensor, target: torch.Tensor, *, dilation_ratio: fl
     """Boundary IoU of each class over a batch.
 
     pred: logits (B, K, H, W) or labels (B, H, W) (then num_classes is required); target
-    (B, H, W). For class k and image b, G = (target == k), P = (pred == k); their bands
+    (B, H, W). One image as the paper's code takes it: labels (H, W) (or logits (K, H, W))
+    with target (H, W), the same as a batch of one. For class k and image b,
+    G = (target == k), P = (pred == k); their bands
     are G and P minus their erosions by d = max(1, round(dilation_ratio * sqrt(H^2 + W^2)))
     pixels (see mask_boundary). Pixels whose target is ignore_index belong to no class (in
-    both masks) and are not counted. Then, summed over the batch,
+    both masks) and are not counted; so do pixels whose logits are NaN or inf (nodata:
+    their argmax would be an accidental class), counted in "nonfinite_pixels". Then,
+    summed over the batch,
 
       intersection_k = |band(G) & band(P)|,  union_k = |band(G) | band(P)|,
       per_class_k    = intersection_k / union_k   (NaN when union_k = 0: class absent
@@ -52,14 +56,19 @@ def boundary_iou(pred: torch.Tensor, target: torch.Tensor, *, dilation_ratio: fl
       mean           = mean of per_class over the non-NaN classes (NaN if none)
 
     Returns {"per_class": (K,) float64 CPU tensor, "mean": float, "intersection": (K,),
-    "union": (K,) int64 CPU tensors (sum these over batches to accumulate a dataset score)}.
+    "union": (K,) int64 CPU tensors (sum these over batches to accumulate a dataset score),
+    "nonfinite_pixels": int}.
     Runs on the tensors' device.
     """
-    pred, K = pred_labels(pred, target, num_classes)
+    pred, target, K, finite = pred_labels(pred, target, num_classes)
     if not (isinstance(dilation_ratio, (int, float)) and dilation_ratio >= 0):
         raise ValueError(f"dilation_ratio must be a non-negative number, got {dilation_ratio!r}")
     valid = target != ignore_index
     check_ranges(pred, target, valid, K, ignore_index)
+    nonfinite = 0
+    if finite is not None:
+        nonfinite = int((valid & ~finite).sum())
+        valid = valid & finite
     H, W = target.shape[-2:]
     d = boundary_width(H, W, dilation_ratio)
     ids = torch.arange(K, device=target.device).view(1, K, 1, 1)
@@ -71,4 +80,5 @@ def boundary_iou(pred: torch.Tensor, target: torch.Tensor, *, dilation_ratio: fl
     per_class = torch.full((K,), float("nan"), dtype=torch.float64)
     pos = union > 0
     per_class[pos] = inter[pos].double() / union[pos].double()
-    return {"per_class": per_class, "mean": _nanmean(per_class), "intersection": inter, "union": union}
+    return {"per_class": per_class, "mean": _nanmean(per_class), "intersection": inter, "union": union,
+            "nonfinite_pixels": nonfinite}

@@ -6,27 +6,36 @@ import torch
 from .._labels import argmax_channels
 
 
-def _labels(name: str, x, dims: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != dims:
-        raise ValueError(f"{name} must be {dims}-D, got shape {tuple(x.shape)}")
+def pred_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int | None):
+    """Checks pred against target and returns (labels, target, num_classes, finite).
 
-
-def pred_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int | None) -> tuple[torch.Tensor, int]:
-    """pred logits (B, K, H, W) -> argmax labels, or labels (B, H, W) as they are; checks
-    shapes against target (B, H, W) and returns (labels, num_classes)."""
+    pred: logits (B, K, H, W) (argmax taken) or labels (B, H, W), with target (B, H, W); or
+    one image: logits (K, H, W) or labels (H, W) with target (H, W), given a batch of one.
+    finite: (B, H, W) bool, False where a logit is NaN or +-inf (None for labels). The
+    argmax of such a pixel is whichever channel holds the NaN, a class picked by accident:
+    callers treat those pixels as nodata, like target == ignore_index.
+    """
     if not isinstance(pred, torch.Tensor):
         raise TypeError(f"pred must be a torch.Tensor, got {type(pred).__name__}")
-    _labels("target", target, 3)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
         raise TypeError(f"target must be an integer tensor of class indices, got {target.dtype}")
+    if target.dim() == 2:  # one image
+        if pred.dim() not in (2, 3):
+            raise ValueError(f"with target (H, W), pred must be logits (K, H, W) or labels (H, W), "
+                             f"got shape {tuple(pred.shape)}")
+        pred, target = pred.unsqueeze(0), target.unsqueeze(0)
+    elif target.dim() != 3:
+        raise ValueError(f"target must be (B, H, W) or one image (H, W), got shape {tuple(target.shape)}")
+    finite = None
     if pred.dim() == 4:
         if not pred.dtype.is_floating_point:
             raise TypeError(f"pred must be float logits (B, K, H, W) or integer labels (B, H, W), got {pred.dtype} 4-D")
         if num_classes is not None and pred.shape[1] != num_classes:
             raise ValueError(f"pred has {pred.shape[1]} classes (dim 1) but num_classes is {num_classes}")
         num_classes = pred.shape[1]
+        finite = torch.isfinite(pred).all(dim=1)
         pred = argmax_channels(pred)
     elif pred.dim() == 3:
         if pred.dtype.is_floating_point or pred.dtype.is_complex:
@@ -39,7 +48,7 @@ def pred_labels(pred: torch.Tensor, target: torch.Tensor, num_classes: int | Non
         raise ValueError(f"pred labels have shape {tuple(pred.shape)} but target has {tuple(target.shape)}")
     if pred.device != target.device:
         raise ValueError(f"pred is on {pred.device} but target is on {target.device}; move them to one device")
-    return pred, int(num_classes)
+    return pred, target, int(num_classes), finite
 
 
 def check_ranges(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, K: int, ignore_index: int) -> None:
@@ -95,7 +104,13 @@ class SegMetrics:
     """Streaming confusion matrix for semantic segmentation.
 
     update(pred, target): pred is logits (B, K, H, W) (argmax taken) or labels (B, H, W);
-    target (B, H, W); pixels whose target is ignore_index are skipped. The counting runs on
+    target (B, H, W) (or one image: (K, H, W) or (H, W) with (H, W)); pixels whose target is
+    ignore_index are skipped. So are pixels whose logits are not all finite: argmax would
+    give them the class of whichever channel holds the NaN, a silent wrong count. They are
+    nodata (what a model outputs where the image had no data), so they are skipped rather
+    than raised on, which would fail every scene with a nodata border; they are counted in
+    `nonfinite` and compute()["nonfinite_pixels"], so a diverged model (NaN everywhere:
+    nothing counted, mIoU NaN) is plain to see. The counting runs on
     the tensors' device (one torch.bincount); the matrix lives on `device` (default: the
     device of the first update) as int64, rows = target class, columns = predicted class.
     compute() returns the scores of `scores()` above; reset() clears; merge(other) adds
@@ -111,10 +126,17 @@ class SegMetrics:
         self.ignore_index = int(ignore_index)
         self.device = None if device is None else torch.device(device)
         self.matrix: torch.Tensor | None = None
+        self._nonfinite: torch.Tensor | None = None
         self.reset()
+
+    @property
+    def nonfinite(self) -> int:
+        """Pixels with a valid target skipped because their logits were NaN or inf."""
+        return 0 if self._nonfinite is None else int(self._nonfinite)
 
     def reset(self) -> None:
         self.matrix = None
+        self._nonfinite = None
         if self.device is not None:
             self._zeros(self.device)
 
@@ -122,18 +144,23 @@ class SegMetrics:
         if self.matrix is None:
             self.device = torch.device(device)
             self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64, device=device)
+            self._nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         return self.matrix
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         K = self.num_classes
-        pred, _ = pred_labels(pred, target, K)
+        pred, target, _, finite = pred_labels(pred, target, K)
         valid = target != self.ignore_index
         check_ranges(pred, target, valid, K, self.ignore_index)
-        # Ignored pixels go to an extra bin that is dropped (no data-dependent shapes).
-        idx = torch.where(valid, target.long() * K + pred.long(), K * K)
-        counts = torch.bincount(idx.flatten(), minlength=K * K + 1)[: K * K].view(K, K)
-        self._zeros(counts.device).add_(counts.to(self.device))
+        # Ignored pixels go to an extra bin that is dropped, nodata ones to another that
+        # is counted apart (no data-dependent shapes, no extra sync).
+        idx = torch.where(valid, target.long() * K + pred.long(), K * K + 1)
+        if finite is not None:
+            idx = torch.where(valid & ~finite, K * K, idx)
+        counts = torch.bincount(idx.flatten(), minlength=K * K + 2)
+        self._zeros(counts.device).add_(counts[: K * K].view(K, K).to(self.device))
+        self._nonfinite.add_(counts[K * K].to(self.device))
 
     def merge(self, other: SegMetrics) -> SegMetrics:
         if not isinstance(other, SegMetrics):
@@ -143,6 +170,7 @@ class SegMetrics:
                              f"this one {self.num_classes} (ignore_index {self.ignore_index})")
         if other.matrix is not None:
             self._zeros(other.matrix.device).add_(other.matrix.to(self.device))
+            self._nonfinite.add_(other._nonfinite.to(self.device))
         return self
 
     def sync(self) -> SegMetrics:
@@ -152,12 +180,19 @@ class SegMetrics:
             return self
         if self.matrix is None:  # every process must join the collective
             self._zeros("cuda" if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+        both = torch.cat((self.matrix.flatten(), self._nonfinite.view(1)))  # one collective
+        dist.all_reduce(both, op=dist.ReduceOp.SUM)
+        self.matrix.copy_(both[:-1].view_as(self.matrix))
+        self._nonfinite.copy_(both[-1])
         return self
 
     all_reduce = sync
 
     def compute(self) -> dict:
+        """scores() of the matrix, plus nonfinite_pixels (see the class docstring)."""
         if self.matrix is None:
-            return scores(torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64))
-        return scores(self.matrix)
+            out = scores(torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64))
+        else:
+            out = scores(self.matrix)
+        out["nonfinite_pixels"] = self.nonfinite
+        return out

@@ -1,6 +1,7 @@
 """The Inductor settings effseg passes: freezing always, CUDA graphs on CUDA, user overrides."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from effseg.compile.backends import inductor
@@ -37,19 +38,18 @@ def test_user_settings_override_defaults(monkeypatch):
     assert seen["options"] == {"freezing": False, "cpp_wrapper": True}
 
 
-def test_user_mode_applies_settings_through_config(monkeypatch):
+def test_user_mode_becomes_settings_without_touching_global_config(monkeypatch):
     seen = _record(monkeypatch)
     import torch._inductor.config as cfg
 
-    during = {}
-
-    class Probe(torch.nn.Module):
-        def forward(self, x):
-            during["freezing"] = cfg.freezing
-            return x
-
-    run = inductor.build(Probe(), None, device=torch.device("cpu"), options={"mode": "max-autotune"})
-    assert seen["mode"] == "max-autotune" and "options" not in seen
     before = cfg.freezing
-    run(torch.zeros(1))
-    assert during["freezing"] is True and cfg.freezing == before
+    inductor.build(torch.nn.Identity(), None, device=torch.device("cpu"),
+                   options={"mode": "max-autotune-no-cudagraphs", "options": {"coordinate_descent_tuning": False}})
+    assert "mode" not in seen
+    assert seen["options"] == {"max_autotune": True, "coordinate_descent_tuning": False, "freezing": True}
+    assert cfg.freezing == before
+
+
+def test_unknown_mode_names_the_option():
+    with pytest.raises(ValueError, match="option 'mode'"):
+        inductor.build(torch.nn.Identity(), None, device=torch.device("cpu"), options={"mode": "fastest"})

@@ -39,21 +39,24 @@ def build(gm, example, *, device, options):
     if not isinstance(extra, dict):
         raise TypeError(f"backend 'inductor' option 'options' must be a dict of Inductor settings, "
                         f"got {type(extra).__name__}")
-    settings = {**default_options(device), **extra}
     # One graph per specialisation: a recompile is ours to trigger, not Dynamo's guess.
     kw = {"dynamic": False, **user}
-    if "mode" not in kw:
-        return torch.compile(gm, options=settings, **kw)
-    # torch.compile refuses mode and options together: keep the user's mode and apply
-    # the settings through Inductor's config while it compiles (on the first call).
-    return _with_config(torch.compile(gm, **kw), settings)
+    mode = kw.pop("mode", None)
+    # torch.compile refuses mode and options together; a mode is only a set of Inductor
+    # settings, so they are merged here (the user's settings win). Patching Inductor's
+    # global config around each call instead was not thread-safe: two threads' patch and
+    # restore interleave and leave the config changed for the whole process.
+    settings = {**_mode_settings(mode, kw["dynamic"]), **default_options(device), **extra}
+    return torch.compile(gm, options=settings, **kw)
 
 
-def _with_config(fn, settings):
-    import torch._inductor.config as inductor_config
+def _mode_settings(mode, dynamic) -> dict:
+    if mode is None:
+        return {}
+    from torch._inductor import list_mode_options
 
-    def run(*args):
-        with inductor_config.patch(settings):
-            return fn(*args)
-
-    return run
+    try:
+        return dict(list_mode_options(mode, dynamic))
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"backend 'inductor' option 'mode' must be a torch.compile mode, got {mode!r} "
+                         f"({exc})") from exc

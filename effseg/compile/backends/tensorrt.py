@@ -2,10 +2,15 @@
 run on the caller's CUDA tensors (TensorRT 10/11: set_tensor_address + execute_async_v3
 on torch's current stream, so no host copies). TensorRT cannot be installed on the
 machines effseg is developed on: this path has not run there.
+
+Safe to call from many threads: an execution context holds the bound addresses and the
+activation memory, so each thread gets its own (created on its first call; each costs
+the engine's activation memory), and each call its own output tensors.
 """
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +37,35 @@ class TrtRunner:
         from ...runtime.tensorrt_runner import Engine
 
         self._loaded = Engine(engine_bytes, "built by effseg.compile")
-        self.context = self._loaded.context
+        self.engine = self._loaded.engine
+        self._local = threading.local()
+        self._local.context = self._loaded.context  # the building thread's; others make their own
         self.input = self._loaded.inputs[0]
         self.outputs = self._loaded.outputs
         self.dtypes = {n: torch.from_numpy(np.zeros(1, dt)).dtype for n, dt in self._loaded.dtypes.items()}
         self.out_spec, self.device = out_spec, device
 
+    @property
+    def context(self):
+        ctx = getattr(self._local, "context", None)
+        if ctx is None:
+            ctx = self._local.context = self.engine.create_execution_context()
+            if ctx is None:
+                raise RuntimeError("TensorRT could not create an execution context for this thread "
+                                   "(out of GPU memory?)")
+        return ctx
+
     def __call__(self, x):
         x = x.to(self.dtypes[self.input]).contiguous()
-        self.context.set_input_shape(self.input, tuple(x.shape))
-        self.context.set_tensor_address(self.input, x.data_ptr())
+        context = self.context
+        context.set_input_shape(self.input, tuple(x.shape))
+        context.set_tensor_address(self.input, x.data_ptr())
         outs = []
         for name in self.outputs:
-            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name], device=self.device)
-            self.context.set_tensor_address(name, out.data_ptr())
+            out = torch.empty(tuple(context.get_tensor_shape(name)), dtype=self.dtypes[name], device=self.device)
+            context.set_tensor_address(name, out.data_ptr())
             outs.append(out)
-        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+        if not context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see TensorRT's log)")
         return tree_unflatten(outs, self.out_spec)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command for a short loan of a GPU machine (DESIGN.md, Devices): three stages,
+# The one command for a short loan of a GPU machine (ARCHITECTURE.md, Devices): three stages,
 # each under its own time limit, each leaving its files in the output folder as soon as it
 # ends, so that a loan cut off part-way still returns the stages before the cut.
 #
@@ -50,7 +50,7 @@ fi
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 export PYTHONUNBUFFERED=1
-# The allocator setting the bench scripts use (DESIGN.md), set here so no child restarts.
+# The allocator setting the bench scripts use (ARCHITECTURE.md), set here so no child restarts.
 export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-17179869184}"
 export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-17179869184}"
 IFS=, read -r b_tests b_kernels b_models <<< "$budgets"

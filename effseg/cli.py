@@ -102,7 +102,7 @@ def _cmd_op_bench(args) -> int:
 def _maybe_reexec_for_malloc(argv) -> None:
     """glibc's default malloc returns large freed blocks to the OS and page-faults them
     back on every forward pass (10-25x slower eager PyTorch on the 2-core machines, see
-    DESIGN.md): like the bench/ scripts, restart once with the thresholds raised, unless
+    ARCHITECTURE.md): like the bench/ scripts, restart once with the thresholds raised, unless
     the user has set them (or EFFSEG_BENCH_NO_REEXEC=1). The JSON records which."""
     if (argv[:1] != ["bench"] or not sys.platform.startswith("linux")
             or os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None

@@ -260,7 +260,7 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
     backend: "eager" (effseg's graph passes, run by PyTorch), "inductor" (the passes,
     then torch.compile), "onnxruntime" (effseg.export.export_onnx, an ORT session with
     bound I/O), "tensorrt" (needs TensorRT), or "auto": on CUDA "inductor"; on CPU
-    "onnxruntime" when onnxruntime imports (fastest on the zoo anchors in DESIGN.md),
+    "onnxruntime" when onnxruntime imports (fastest on the zoo anchors in ARCHITECTURE.md),
     else "eager". trial=True makes auto time the usable backends on the example instead.
     dynamic=True asks torch.export for symbolic batch/H/W (default: one graph per shape).
     max_shapes (default 8) bounds the graphs kept: the least recently used is dropped

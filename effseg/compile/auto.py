@@ -1,7 +1,7 @@
 """backend="auto": a documented default per device, or a short timing trial.
 
 Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
-anchors in DESIGN.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
+anchors in ARCHITECTURE.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
 in seconds rather than minutes), else "eager".
 trial=True: build every usable candidate on the example and keep the fastest median.
 """

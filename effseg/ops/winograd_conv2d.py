@@ -200,7 +200,7 @@ def chunk_tiles(C: int, K: int, P: int, itemsize: int, budget: int | None = None
 
 class _Scratch(threading.local):
     """V and M chunk buffers per thread and dtype, grown as needed and kept: fresh
-    megabyte-sized buffers per call page-fault (see DESIGN.md, CPU allocation)."""
+    megabyte-sized buffers per call page-fault (see ARCHITECTURE.md, CPU allocation)."""
 
     def __init__(self):
         self.bufs: dict = {}

@@ -44,7 +44,7 @@ def ort_session(model, *, device: str = "cpu", providers=None, threads: int | No
     """An InferenceSession for `model`: a path, the model's bytes, or an onnx ModelProto.
 
     threads: intra-op threads (None: ORT's default); optimization: None (ORT's default,
-    all) or one of "disable", "basic", "extended", "all"; quiet: warnings off (ORT logs
+    all), one of "disable", "basic", "extended", "all", or an ort.GraphOptimizationLevel; quiet: warnings off (ORT logs
     every constant-folded initializer at the default level); external: {file name: bytes}
     of external-data weights, handed over from memory so that only bytes the caller has
     verified ever run (a path would be opened again, after any check)."""
@@ -61,7 +61,9 @@ def ort_session(model, *, device: str = "cpu", providers=None, threads: int | No
         if int(threads) < 0:
             raise ValueError(f"threads must be >= 0 (0: ORT's default), got {threads}")
         so.intra_op_num_threads = int(threads)
-    if optimization is not None:
+    if isinstance(optimization, ort.GraphOptimizationLevel):
+        so.graph_optimization_level = optimization
+    elif optimization is not None:
         levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

@@ -5,8 +5,7 @@ and Dice silently returned 1."""
 import pytest
 import torch
 
-from effseg.losses import (BoundaryLoss, CrossEntropyLoss, DiceLoss, DistanceLoss, FocalLoss,
-                           HausdorffDTLoss, JointLoss)
+from effseg.losses import BoundaryLoss, CrossEntropyLoss, DiceLoss, DistanceLoss, FocalLoss, HausdorffDTLoss, JointLoss
 
 LOSSES = {
     "ce": lambda: CrossEntropyLoss(),

@@ -5,7 +5,7 @@ itself allocates no output and effseg copies none. Safe to call from many thread
 session.run is, an IOBinding is not, so each call binds its own (reuse_outputs=False, the
 default: a fresh output tensor per call), or each thread keeps its own binding and output
 buffers (reuse_outputs=True: no allocation per call, which avoids the page faults of fresh
-large allocations on these machines, see DESIGN.md; the returned tensor is overwritten by
+large allocations on these machines, see ARCHITECTURE.md; the returned tensor is overwritten by
 the same thread's next call, so it is meant for a single-threaded loop that consumes each
 output before the next call).
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from ...runtime.sessions import ort_session
 from ._options import check_options
 
 _KEYS = {"reuse_outputs", "opset", "intra_op_num_threads", "graph_optimization_level"}
@@ -111,16 +112,10 @@ def export_graph(gm, example, path, opset: int, backend: str):
 
 def build(gm, example, *, device, options):
     check_options("onnxruntime", options, _KEYS)
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
         proto, leaves, spec = export_graph(gm, example, Path(tmp) / "model.onnx", options.get("opset", 18),
                                            "onnxruntime")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = options.get("intra_op_num_threads", torch.get_num_threads())
-    so.graph_optimization_level = options.get("graph_optimization_level",
-                                              ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda"
-                 else ["CPUExecutionProvider"])
-    session = ort.InferenceSession(proto.SerializeToString(), so, providers=providers)
+    session = ort_session(proto, device="cuda" if device.type == "cuda" else "cpu",
+                          threads=options.get("intra_op_num_threads", torch.get_num_threads()),
+                          optimization=options.get("graph_optimization_level", "all"), quiet=False)
     return OrtRunner(session, spec, leaves, device, bool(options.get("reuse_outputs", False)))

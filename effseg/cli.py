@@ -211,13 +211,14 @@ def _cmd_train(args) -> int:
                       amp=args.amp, resume=args.resume, num_classes=args.num_classes, seed=args.seed,
                       workers=args.workers, device=args.device, sync_bn=args.sync_bn, teacher=args.teacher,
                       kd=args.kd, kd_weight=args.kd_weight, tau=args.tau, kd_band=args.kd_band,
-                      teacher_compile=args.teacher_compile, progress=not args.no_progress)
+                      teacher_compile=args.teacher_compile, progress=not args.no_progress,
+                      stop_after=args.stop_after)
     try:
         summary = train(cfg)
     except _USER_ERRORS as exc:
         print(f"effseg train: error: {exc}", file=sys.stderr)
         return 2
-    if summary["epochs"]:
+    if summary["epochs"] and summary["rank"] == 0:
         print(f"{len(summary['epochs'])} epoch(s); best mIoU {summary['best_miou']:.4f} -> {summary['run']}/best.ckpt")
     return 0
 
@@ -280,6 +281,9 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--tau", type=float, default=1.0, help="distillation temperature")
     p.add_argument("--kd-band", type=float, default=3.0, help="--kd boundary: edge band width in pixels")
     p.add_argument("--teacher-compile", action="store_true", help="run the teacher through effseg.compile")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="end this invocation after N epochs, the LR schedule still spanning --epochs (continue "
+                        "with --resume RUN/last.ckpt)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_train)
     p = sub.add_parser("evaluate", help="mIoU, per-class IoU, F1, OA, Boundary IoU of a checkpoint or bundle",

@@ -37,6 +37,9 @@ class TrainConfig:
     kd_band: float = 3.0
     teacher_compile: bool = False
     progress: bool = True
+    # Stop this invocation after N epochs while the LR schedule still spans --epochs:
+    # chunked runs (preemptible jobs), and how the resume test interrupts a run.
+    stop_after: int | None = None
 
     def __post_init__(self):
         self.format = FORMAT_ALIASES.get(self.format, self.format)
@@ -58,6 +61,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 8):
             raise ValueError(f"--crop must be an int >= 8 (pixels), got {self.crop!r}")
+        if self.stop_after is not None and (not isinstance(self.stop_after, int) or self.stop_after < 1):
+            raise ValueError(f"--stop-after must be a positive int (epochs), got {self.stop_after!r}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr!r}")
         if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes < 1):

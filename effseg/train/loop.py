@@ -222,6 +222,7 @@ def _train(cfg: TrainConfig, dist: ddp.Dist) -> dict:
         miou = result["miou"] if result["miou"] is not None else -1.0
         improved = miou > best
         best = max(best, miou)
+        header["best_miou"] = best
         rngs = _gather_rng(dist, rng_state()) if dist.enabled else [rng_state()]
         if dist.main:
             resume_state = {"optimizer": opt.state_dict(), "scaler": scaler.state_dict() if use_scaler else {},
@@ -240,7 +241,6 @@ def _train(cfg: TrainConfig, dist: ddp.Dist) -> dict:
                     "what": "perf_counter per step (CUDA synchronised) around the distance term's forward "
                             "(its distance maps plus its elementwise terms) vs the whole step "
                             "(forward, loss, backward, optimizer), averaged over steps"}
-            header["best_miou"] = best
             write_records(run, header, history)
             note = plot_curves(run, history)
             header["curves"] = note or "curves.png"
@@ -249,7 +249,9 @@ def _train(cfg: TrainConfig, dist: ddp.Dist) -> dict:
                       f"F1 {_fmt(result['f1'])}  OA {_fmt(result['oa'])}  BIoU {_fmt(result['boundary_iou'])}  "
                       f"{record['images_per_s']:.1f} img/s" + (f"  [{note}]" if note else ""), flush=True)
         dist.barrier()
-    return {**header, "epochs": history, "run": str(run)}
+        if cfg.stop_after is not None and epoch - epoch0 >= cfg.stop_after:
+            break
+    return {**header, "epochs": history, "run": str(run), "rank": dist.rank}
 
 
 def _gather_rng(dist: ddp.Dist, mine: dict) -> list:

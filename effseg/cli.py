@@ -211,6 +211,7 @@ def _cmd_train(args) -> int:
                       amp=args.amp, resume=args.resume, num_classes=args.num_classes, seed=args.seed,
                       workers=args.workers, device=args.device, sync_bn=args.sync_bn, teacher=args.teacher,
                       kd=args.kd, kd_weight=args.kd_weight, tau=args.tau, kd_band=args.kd_band,
+                      kd_edge_weight=args.kd_edge_weight, kd_body_weight=args.kd_body_weight,
                       teacher_compile=args.teacher_compile, progress=not args.no_progress,
                       stop_after=args.stop_after)
     try:
@@ -280,6 +281,8 @@ def _add_train_parsers(sub) -> None:
     p.add_argument("--kd-weight", type=float, default=1.0)
     p.add_argument("--tau", type=float, default=1.0, help="distillation temperature")
     p.add_argument("--kd-band", type=float, default=3.0, help="--kd boundary: edge band width in pixels")
+    p.add_argument("--kd-edge-weight", type=float, default=1.0, help="--kd boundary: weight of the edge band term")
+    p.add_argument("--kd-body-weight", type=float, default=1.0, help="--kd boundary: weight of the body term")
     p.add_argument("--teacher-compile", action="store_true", help="run the teacher through effseg.compile")
     p.add_argument("--stop-after", type=int, default=None, metavar="N",
                    help="end this invocation after N epochs, the LR schedule still spanning --epochs (continue "

@@ -35,6 +35,8 @@ class TrainConfig:
     kd_weight: float = 1.0
     tau: float = 1.0
     kd_band: float = 3.0
+    kd_edge_weight: float = 1.0
+    kd_body_weight: float = 1.0
     teacher_compile: bool = False
     progress: bool = True
     # Stop this invocation after N epochs while the LR schedule still spans --epochs:
@@ -73,6 +75,9 @@ class TrainConfig:
             raise ValueError(f"--kd must be one of {', '.join(KD_KINDS)}, got {self.kd!r}")
         if not self.kd_weight >= 0:
             raise ValueError(f"--kd-weight must be >= 0, got {self.kd_weight!r}")
+        for name, v in (("--kd-edge-weight", self.kd_edge_weight), ("--kd-body-weight", self.kd_body_weight)):
+            if not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
         if not self.tau > 0:
             raise ValueError(f"--tau must be positive, got {self.tau!r}")
         return self

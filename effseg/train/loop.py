@@ -111,7 +111,8 @@ def _train(cfg: TrainConfig, dist: ddp.Dist) -> dict:
         "pixel_dtype": str(train_ds.raw(0)["image"].dtype), "ignore_index": 255,
         "loss": cfg.loss, "seed": cfg.seed, "effseg_version": __version__,
         "kd": None if cfg.kd is None else {"kind": cfg.kd, "teacher": str(cfg.teacher), "weight": cfg.kd_weight,
-                                           "tau": cfg.tau},
+                                           "tau": cfg.tau, "band": cfg.kd_band, "edge_weight": cfg.kd_edge_weight,
+                                           "body_weight": cfg.kd_body_weight},
     }
 
     model = build_model(cfg.model, K, bands, seed=cfg.seed)
@@ -133,7 +134,7 @@ def _train(cfg: TrainConfig, dist: ddp.Dist) -> dict:
     teacher = kd_loss = None
     if cfg.teacher is not None:
         teacher = Teacher(cfg.teacher, K, stats, device, compile=cfg.teacher_compile)
-        kd_loss = build_kd(cfg.kd, cfg.tau, cfg.kd_band)
+        kd_loss = build_kd(cfg.kd, cfg.tau, cfg.kd_band, cfg.kd_edge_weight, cfg.kd_body_weight)
 
     sampler = DistributedSampler(train_ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(train_ds, batch_size=cfg.batch // dist.world, sampler=sampler, num_workers=cfg.workers,

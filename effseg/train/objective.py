@@ -80,13 +80,13 @@ def aux_loss(aux: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor | No
     return None if total is None else AUX_WEIGHT * total
 
 
-def build_kd(kind: str, tau: float, band: float) -> nn.Module:
+def build_kd(kind: str, tau: float, band: float, edge_weight: float = 1.0, body_weight: float = 1.0) -> nn.Module:
     if kind == "logit":
         return LogitKD(tau=tau, ignore_index=IGNORE)
     if kind == "cwd":
         return ChannelWiseKD(tau=tau, ignore_index=IGNORE)
     if kind == "boundary":
-        return BoundaryKD(band=band, tau=tau, ignore_index=IGNORE)
+        return BoundaryKD(band=band, edge_weight=edge_weight, body_weight=body_weight, tau=tau, ignore_index=IGNORE)
     raise ValueError(f"--kd: unknown kind {kind!r}")
 
 

@@ -109,7 +109,8 @@ def test_different_seed_gives_different_weights(tiny_data, tmp_path):
 @pytest.mark.parametrize("kind", ["logit", "cwd", "boundary"])
 def test_distillation_runs(distance_run, tmp_path, kind):
     data, teacher_run, _ = distance_run
-    s = train(_cfg(data, tmp_path / kind, teacher=str(teacher_run / "best.ckpt"), kd=kind, kd_weight=2.0, tau=2.0))
+    s = train(_cfg(data, tmp_path / kind, teacher=str(teacher_run / "best.ckpt"), kd=kind, kd_weight=2.0, tau=2.0,
+                   kd_edge_weight=2.0, kd_body_weight=0.5))
     meta = read_checkpoint(tmp_path / kind / "best.ckpt")["effseg"]
     assert meta["kd"]["kind"] == kind and meta["kd"]["tau"] == 2.0
     assert s["epochs"][0]["train_loss"] > 0

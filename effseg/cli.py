@@ -219,6 +219,109 @@ def _cmd_data(args) -> int:
     return 0
 
 
+# What the data layer and the loop raise for bad data or arguments: printed as one line.
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError)
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(model=args.model, data=args.data, out=args.out, format=args.format, epochs=args.epochs,
+                      max_time=args.max_time, loss=args.loss, crop=args.crop, batch=args.batch, lr=args.lr,
+                      amp=args.amp, resume=args.resume, num_classes=args.num_classes, seed=args.seed,
+                      workers=args.workers, device=args.device, sync_bn=args.sync_bn, teacher=args.teacher,
+                      kd=args.kd, kd_weight=args.kd_weight, tau=args.tau, kd_band=args.kd_band,
+                      kd_edge_weight=args.kd_edge_weight, kd_body_weight=args.kd_body_weight,
+                      teacher_compile=args.teacher_compile, progress=not args.no_progress,
+                      stop_after=args.stop_after)
+    try:
+        summary = train(cfg)
+    except _USER_ERRORS as exc:
+        print(f"effseg train: error: {exc}", file=sys.stderr)
+        return 2
+    if summary["epochs"] and summary["rank"] == 0:
+        print(f"{len(summary['epochs'])} epoch(s); best mIoU {summary['best_miou']:.4f} -> {summary['run']}/best.ckpt")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .train import evaluate
+
+    try:
+        out = evaluate(args.model, args.data, split=args.split, format=args.format, json_out=args.json,
+                       device=args.device, progress=not args.no_progress)
+    except _USER_ERRORS as exc:
+        print(f"effseg evaluate: error: {exc}", file=sys.stderr)
+        return 2
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    print(f"{out['source']} {out['path']} on {out['images']} {out['split']} image(s): mIoU {f(out['miou'])}  "
+          f"F1 {f(out['f1'])}  OA {f(out['oa'])}  Boundary IoU {f(out['boundary_iou'])}")
+    names = out.get("classes") or [str(i) for i in range(len(out["per_class_iou"]))]
+    for name, iou in zip(names, out["per_class_iou"]):
+        print(f"  {name:24s} IoU {f(iou)}")
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_train_parsers(sub) -> None:
+    from .train.config import KD_KINDS, LOSSES
+
+    formats = ["generic", "folder", "loveda", "potsdam", "vaihingen", "uavid"]
+    p = sub.add_parser("train", help="train a model on a dataset folder (single process, or DDP under torchrun)",
+                       description="Writes RUN/last.ckpt and RUN/best.ckpt (GeoSeg/Lightning state_dict with net. "
+                                   "keys, plus effseg metadata: `effseg export RUN/best.ckpt` and `effseg evaluate "
+                                   "RUN/best.ckpt` need nothing else), RUN/metrics.csv, RUN/metrics.json and "
+                                   "RUN/curves.png. Multi-GPU: torchrun --nproc_per_node N -m effseg.cli train ...")
+    p.add_argument("--model", required=True, metavar="NAME|module:callable",
+                   help="zoo name (effseg models) or module:callable taking num_classes=, in_channels=")
+    p.add_argument("--data", required=True, metavar="ROOT", help="dataset root")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    p.add_argument("--format", default="generic", choices=formats,
+                   help="layout: generic (ROOT/{train,val}/{images,masks}) or GeoSeg's")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 10 unless --max-time)")
+    p.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds (the LR follows the time budget)")
+    p.add_argument("--loss", default="ce", choices=LOSSES)
+    p.add_argument("--crop", type=int, default=None, help="random crops of N x N (default: whole training tiles)")
+    p.add_argument("--batch", type=int, default=8, help="global batch, split over the processes (default 8)")
+    p.add_argument("--lr", type=float, default=6e-4, help="AdamW learning rate, cosine decay (default 6e-4)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA, bf16 on CPU)")
+    p.add_argument("--resume", default=None, metavar="RUN/last.ckpt")
+    p.add_argument("--num-classes", type=int, default=None, help="default: inferred from the data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across processes (torchrun)")
+    p.add_argument("--teacher", default=None, metavar="RUN_T/best.ckpt", help="distil from this trained model")
+    p.add_argument("--kd", default=None, choices=KD_KINDS, help="distillation loss (with --teacher)")
+    p.add_argument("--kd-weight", type=float, default=1.0)
+    p.add_argument("--tau", type=float, default=1.0, help="distillation temperature")
+    p.add_argument("--kd-band", type=float, default=3.0, help="--kd boundary: edge band width in pixels")
+    p.add_argument("--kd-edge-weight", type=float, default=1.0, help="--kd boundary: weight of the edge band term")
+    p.add_argument("--kd-body-weight", type=float, default=1.0, help="--kd boundary: weight of the body term")
+    p.add_argument("--teacher-compile", action="store_true", help="run the teacher through effseg.compile")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="end this invocation after N epochs, the LR schedule still spanning --epochs (continue "
+                        "with --resume RUN/last.ckpt)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=_cmd_train)
+    p = sub.add_parser("evaluate", help="mIoU, per-class IoU, F1, OA, Boundary IoU of a checkpoint or bundle",
+                       description="Whole images of any size through the tiled inference path: a bundle through "
+                                   "effseg.runtime.Predictor, a checkpoint as a torch model over the same tiles.")
+    p.add_argument("model", metavar="CKPT|BUNDLE")
+    p.add_argument("--data", required=True, metavar="ROOT")
+    p.add_argument("--split", default="val")
+    p.add_argument("--format", default=None, choices=formats, help="default: the checkpoint's (generic for bundles)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the scores as JSON")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=_cmd_evaluate)
+
+
 def main(argv=None) -> int:
     from .runtime.images import DEFAULT_MAX_PIXELS
 
@@ -283,11 +386,14 @@ def main(argv=None) -> int:
     p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
                    help="zoo name, PATH.ckpt (with --arch) or module:callable")
     p.add_argument("--out", required=True, help="bundle folder to write")
-    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint")
+    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint (not needed for one that "
+                                                "`effseg train` wrote)")
     p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
-    p.add_argument("--size", type=int, default=512, help="input side the graph is built for (default 512)")
-    p.add_argument("--num-classes", type=int, default=6)
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--size", type=int, default=None,
+                   help="input side the graph is built for (default: the tile size an `effseg train` checkpoint "
+                        "records, else 512)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the checkpoint's, else 6")
+    p.add_argument("--in-channels", type=int, default=None, help="default: the checkpoint's, else 3")
     p.add_argument("--classes", default=None, help="comma-separated class names for meta.json")
     p.add_argument("--fp16", action="store_true", help="typed fp16 graph (what TensorRT 11 needs for fp16)")
     p.add_argument("--int8", action="store_true", help="INT8 Q/DQ graph calibrated on --calib images")
@@ -342,6 +448,7 @@ def main(argv=None) -> int:
     p.add_argument("--tile", type=int, default=128, help="tile side in pixels (default 128)")
     p.add_argument("--force", action="store_true", help="convert again even when ROOT is already done")
     p.set_defaults(fn=_cmd_data)
+    _add_train_parsers(sub)
     if argv is None:
         argv = sys.argv[1:]
         _maybe_reexec_for_malloc(argv)
@@ -350,5 +457,5 @@ def main(argv=None) -> int:
     return args.fn(args)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # also what torchrun's -m effseg.cli runs
     sys.exit(main())

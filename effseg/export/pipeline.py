@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..runtime.bundle import PIXEL_DTYPES
 from ..runtime.images import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -19,11 +20,16 @@ class ExportRefused(RuntimeError):
         self.findings = findings
 
 
+# What a checkpoint without effseg metadata, or a zoo name, gets when not told.
+DEFAULT_SIZE, DEFAULT_NUM_CLASSES, DEFAULT_IN_CHANNELS = 512, 6, 3
+
+
 @dataclass
 class BundleOptions:
-    size: int = 512
-    num_classes: int = 6
-    in_channels: int = 3
+    # None: from an `effseg train` checkpoint's metadata, else the defaults above.
+    size: int | None = None
+    num_classes: int | None = None
+    in_channels: int | None = None
     arch: str | None = None
     trusted: bool = False
     fp16: bool = False
@@ -44,6 +50,40 @@ class BundleOptions:
     tile_overlap: int | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    palette: list | None = None
+    pixel_dtype: str = "uint8"
+
+
+def _apply_checkpoint_meta(model_spec, o: BundleOptions) -> BundleOptions:
+    """Fill what the user left unset from an `effseg train` checkpoint's metadata (its
+    model, classes, palette, normalisation in the data's own pixel units, tile size), so
+    `effseg export RUN/best.ckpt` needs no other argument."""
+    import dataclasses
+
+    from ..models.checkpoint import checkpoint_meta
+
+    meta = None
+    if isinstance(model_spec, str) and o.arch is None and Path(model_spec).is_file():
+        meta = checkpoint_meta(model_spec, o.trusted)
+    if meta is None:
+        return dataclasses.replace(o, size=o.size or DEFAULT_SIZE, num_classes=o.num_classes or DEFAULT_NUM_CLASSES,
+                                   in_channels=o.in_channels or DEFAULT_IN_CHANNELS)
+    for name in ("num_classes", "in_channels"):
+        given, has = getattr(o, name), int(meta[name])
+        if given is not None and given != has:
+            raise ValueError(f"--{name.replace('_', '-')} {given}: the checkpoint {model_spec!r} was trained with "
+                             f"{has}; leave it out")
+    norm = meta.get("normalize") or {}
+    default_norm = tuple(o.mean) == tuple(IMAGENET_MEAN) and tuple(o.std) == tuple(IMAGENET_STD)
+    return dataclasses.replace(
+        o, size=o.size or int(meta.get("tile_size") or DEFAULT_SIZE), num_classes=int(meta["num_classes"]),
+        in_channels=int(meta["in_channels"]), classes=o.classes or meta.get("classes"),
+        palette=o.palette or meta.get("palette"),
+        mean=tuple(norm["mean"]) if default_norm and norm else o.mean,
+        std=tuple(norm["std"]) if default_norm and norm else o.std,
+        # Float rasters pass the runtime's integer-type check as they are; only integer
+        # types are recorded.
+        pixel_dtype=meta["pixel_dtype"] if meta.get("pixel_dtype") in PIXEL_DTYPES else o.pixel_dtype)
 
 
 def _check_options(o: BundleOptions) -> None:
@@ -74,7 +114,7 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
     from .tensorrt_check import check_tensorrt, fatal, format_findings
     from .to_onnx import to_onnx
 
-    o = options or BundleOptions()
+    o = _apply_checkpoint_meta(model_spec, options or BundleOptions())
     _check_options(o)
     spec = resolve(model_spec, num_classes=o.num_classes, in_channels=o.in_channels, arch=o.arch,
                    trusted=o.trusted) if isinstance(model_spec, str) else None
@@ -125,7 +165,7 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
                            classes=o.classes, output_name=report.output, output_kind=report.output,
                            dtype="float16" if o.fp16 else "float32", dynamic_batch=o.dynamic_batch,
                            dynamic_hw=o.dynamic_hw, mean=o.mean, std=o.std, tile_overlap=o.tile_overlap,
-                           opset=o.opset, precision=precision)
+                           opset=o.opset, precision=precision, palette=o.palette, pixel_dtype=o.pixel_dtype)
         write_bundle(out, onnx_path, meta=meta, engine_path=engine_path)
     summary["precision"] = precision
     _log(o.progress, f"bundle written to {out} ({precision})")

@@ -38,6 +38,23 @@ def _read(path, map_location, trusted: bool):
             f"if you trust the file, pass trusted=True ({e})") from None
 
 
+# Key of the plain-JSON metadata `effseg train` writes next to "state_dict".
+META_KEY = "effseg"
+
+
+def checkpoint_meta(path, trusted: bool = False) -> dict | None:
+    """The metadata an `effseg train` checkpoint carries under "effseg" (architecture,
+    num_classes, in_channels, normalisation, classes, palette, tile size...), or None for
+    a checkpoint without it (or one that only unpickles with trusted=True when not
+    trusted). Read with weights_only=True unless trusted: no code runs."""
+    try:
+        obj = _read(path, "cpu", trusted=trusted)
+    except ValueError:
+        return None
+    meta = obj.get(META_KEY) if isinstance(obj, Mapping) else None
+    return dict(meta) if isinstance(meta, Mapping) else None
+
+
 def _state_dict(obj) -> Mapping[str, torch.Tensor]:
     if isinstance(obj, nn.Module):
         return obj.state_dict()

@@ -168,7 +168,7 @@ def _cmd_predict(args) -> int:
 
     opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
                           bands=args.bands, replicate_grey=args.replicate_grey, probs=args.probs, cog=args.cog,
-                          vector=args.vector, progress=not args.no_progress)
+                          vector=args.vector, simplify=args.simplify, progress=not args.no_progress)
     try:
         opts.check()
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
@@ -367,7 +367,10 @@ def main(argv=None) -> int:
                    help="also write DIR/<stem>_probs.tif: per-class probabilities as uint8 (p x 255)")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs (with overviews)")
     p.add_argument("--vector", default=None, choices=["geojson", "gpkg"],
-                   help="also write the class regions as polygons in the raster's CRS")
+                   help="also write DIR/<stem>.geojson: one polygon per connected class region, in the raster's "
+                        "CRS (gpkg is refused: it needs pyogrio or fiona)")
+    p.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
+                   help="Douglas-Peucker tolerance of --vector polygons in pixels (default 1; 0: exact outlines)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],

@@ -90,16 +90,39 @@ class RowBlender:
         if nodata is not None:
             self.nodata[:, x0:x0 + self.tw] |= nodata
 
-    def finish_row(self, i: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    def row_span(self, i: int) -> tuple[int, int]:
+        """The raster rows [r0, r1) that tile row i completes: those above the next tile row."""
         y = self.ys[i]
-        r1 = min(self.ys[i + 1], self.h) if i + 1 < len(self.ys) else self.h
-        n = r1 - y
-        out = self.acc[:, :n, :self.w] / (self.sy[y:r1, None] * self.sx[None, :])
-        nodata = self.nodata[:n, :self.w].copy()
-        if i + 1 < len(self.ys):
-            step = self.ys[i + 1] - y
-            self.acc[:, :self.th - step] = self.acc[:, step:].copy()
-            self.acc[:, self.th - step:] = 0.0
-            self.nodata[:self.th - step] = self.nodata[step:].copy()
-            self.nodata[self.th - step:] = False
-        return y, r1, out, nodata
+        return y, (min(self.ys[i + 1], self.h) if i + 1 < len(self.ys) else self.h)
+
+    def blended(self, i: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
+        """(K, r1 - r0, c1 - c0) blended logits of the rows tile row i completes, columns
+        [c0, c1): callers take column chunks, so no full-width float copy is made."""
+        r0, r1 = self.row_span(i)
+        c1 = self.w if c1 is None else c1
+        return self.acc[:, :r1 - r0, c0:c1] / (self.sy[r0:r1, None] * self.sx[None, c0:c1])
+
+    def nodata_rows(self, i: int) -> np.ndarray:
+        r0, r1 = self.row_span(i)
+        return self.nodata[:r1 - r0, :self.w]
+
+    def advance(self, i: int) -> None:
+        """Drop the rows tile row i completed; the overlap moves up for row i + 1."""
+        if i + 1 >= len(self.ys):
+            return
+        step = self.ys[i + 1] - self.ys[i]
+        keep = self.th - step
+        # overlap <= tile / 2, so keep <= step: source and destination rows never overlap
+        # and numpy copies in place, without a temporary of the strip.
+        self.acc[:, :keep] = self.acc[:, step:]
+        self.acc[:, keep:] = 0.0
+        self.nodata[:keep] = self.nodata[step:]
+        self.nodata[keep:] = False
+
+    def finish_row(self, i: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """(r0, r1, (K, r1 - r0, W) blended logits, (r1 - r0, W) nodata) of tile row i,
+        then advance: the whole-width form of row_span / blended / nodata_rows."""
+        r0, r1 = self.row_span(i)
+        out, nodata = self.blended(i), self.nodata_rows(i).copy()
+        self.advance(i)
+        return r0, r1, out, nodata

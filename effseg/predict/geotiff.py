@@ -20,8 +20,8 @@ from ..runtime.tiling import reflect_index
 
 # GDAL's block cache defaults to 5 % of RAM: on a large machine that alone would make the
 # resident memory grow with the raster. Tiles are read in row-major order, so one row of
-# source blocks is all the cache needs to hold.
-GDAL_CACHE_MB = 256
+# source blocks (two where tile rows straddle them) is all the cache needs to hold.
+GDAL_CACHE_MB = 128
 DEFAULT_BLOCK = 512
 
 

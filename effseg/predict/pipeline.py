@@ -24,6 +24,8 @@ from .tta import TTA, run_tta
 _DONE = object()
 # The stride of the zoo encoders' deepest feature map: dynamic-size models take multiples of it.
 TILE_MULTIPLE = 32
+# Columns per step when turning blended logits into classes: bounds the float temporaries.
+_CHUNK = 2048
 
 
 @dataclass
@@ -33,7 +35,7 @@ class PredictOptions:
     batch: tiles per model call; tta: none | flip | d4; blend: cosine | linear ramps;
     bands (1-based) / replicate_grey: which raster bands feed the model; probs: also
     write <stem>_probs.tif; cog: write Cloud-Optimised GeoTIFFs; vector: also write
-    polygons (geojson)."""
+    polygons (geojson), simplified at `simplify` pixels."""
     tile: int | None = None
     overlap: int | None = None
     batch: int = 4
@@ -44,6 +46,7 @@ class PredictOptions:
     probs: bool = False
     cog: bool = False
     vector: str | None = None
+    simplify: float = 1.0
     progress: bool = True
     prefetch: int = 4
 
@@ -58,8 +61,12 @@ class PredictOptions:
             raise ValueError(f"--tta must be one of {', '.join(TTA)}, got {self.tta!r}")
         if self.blend not in RAMPS:
             raise ValueError(f"--blend must be one of {', '.join(RAMPS)}, got {self.blend!r}")
-        if self.vector not in (None, "geojson", "gpkg"):
-            raise ValueError(f"--vector must be geojson or gpkg, got {self.vector!r}")
+        if self.vector not in (None, "geojson"):
+            raise ValueError(f"--vector must be geojson, got {self.vector!r}"
+                             + (" (GeoPackage needs pyogrio or fiona, which effseg does not use)"
+                                if self.vector == "gpkg" else ""))
+        if not isinstance(self.simplify, (int, float)) or isinstance(self.simplify, bool) or self.simplify < 0:
+            raise ValueError(f"--simplify must be a number of pixels >= 0, got {self.simplify!r}")
 
 
 @dataclass
@@ -210,7 +217,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
         from .vector import write_vector
 
         vector_path = write_vector(final, out / f"{path.stem}.{opts.vector}", classes=predictor.bundle.classes,
-                                   nodata=nodata_label)
+                                   nodata=nodata_label, simplify=opts.simplify)
     return RasterResult(path, final, probs_final, vector_path, tiles, time.perf_counter() - t0, h * w / 1e6)
 
 
@@ -258,8 +265,8 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
                     blender.add(i, j, logits, mask)
                     seen += 1
                     if seen % per_row == 0:
-                        r0, r1, rows, nodata = blender.finish_row(i)
-                        _write_rows(writer, probs_writer, r0, rows, nodata, nodata_label, label_dtype)
+                        r1 = _write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype)
+                        blender.advance(i)
                         if bar is not None:
                             mp = r1 * blender.w / 1e6 / max(time.perf_counter() - t_start, 1e-9)
                             bar.set_postfix_str(f"{mp:.2f} MP/s", refresh=False)
@@ -297,16 +304,26 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
     return len(tiles)
 
 
-def _write_rows(writer, probs_writer, r0, rows, nodata, nodata_label, label_dtype) -> None:
-    labels = rows.argmax(axis=0).astype(label_dtype)
+def _write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype) -> int:
+    """Class map (and probabilities) of the rows tile row i completed, computed in column
+    chunks: a full-width float copy of the strip would be the largest buffer of the run."""
+    r0, r1 = blender.row_span(i)
+    nodata = blender.nodata_rows(i)
+    labels = np.empty((r1 - r0, blender.w), label_dtype)
+    probs = None if probs_writer is None else np.empty((blender.acc.shape[0], r1 - r0, blender.w), np.uint8)
+    for c0 in range(0, blender.w, _CHUNK):
+        c1 = min(c0 + _CHUNK, blender.w)
+        logits = blender.blended(i, c0, c1)
+        labels[:, c0:c1] = logits.argmax(axis=0)
+        if probs is not None:
+            e = np.exp(logits - logits.max(axis=0, keepdims=True))
+            probs[:, :, c0:c1] = np.rint(e * (255.0 / e.sum(axis=0, keepdims=True)))
     labels[nodata] = nodata_label
     writer.write_rows(r0, labels)
-    if probs_writer is not None:
-        e = np.exp(rows - rows.max(axis=0, keepdims=True))
-        p = e / e.sum(axis=0, keepdims=True)
-        q = np.rint(p * 255.0).astype(np.uint8)
-        q[:, nodata] = 0
-        probs_writer.write_rows(r0, q)
+    if probs is not None:
+        probs[:, nodata] = 0
+        probs_writer.write_rows(r0, probs)
+    return r1
 
 
 def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None, *, on_error: str = "report",
@@ -317,6 +334,7 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
     the run. Two inputs with one stem would write one file: the second is refused."""
     opts = opts or PredictOptions()
     opts.check()
+    tile_geometry(predictor, opts.tile, opts.overlap)  # an argument error, before any raster is touched
     files = expand_inputs(inputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

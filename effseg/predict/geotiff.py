@@ -130,10 +130,11 @@ class RasterSource:
         return v if v is not None and np.isfinite(v) else None
 
     def block_shape(self) -> tuple[int, int]:
-        """The source's block layout when it is tiled (a multiple of 16, as GeoTIFF tiles
-        must be), else DEFAULT_BLOCK: strips are a poor layout for a class map."""
+        """The source's block layout when it is tiled in square blocks of 256 or more (a
+        multiple of 16, as GeoTIFF tiles must be), else DEFAULT_BLOCK: strips are a poor
+        layout for a class map, and a VRT's 128-px blocks are GDAL's default, not a choice."""
         bh, bw = self.src.block_shapes[0]
-        if bh == bw and bh % 16 == 0 and bh >= 16 and not (bh == self.height and bw == self.width):
+        if bh == bw and bh % 16 == 0 and bh >= 256 and not (bh == self.height and bw == self.width):
             return bh, bw
         return DEFAULT_BLOCK, DEFAULT_BLOCK
 

@@ -22,13 +22,13 @@ def pointwise(tmp_path_factory):
 
 def test_georeference_size_blocks_and_classes_round_trip(tmp_path, pointwise):
     img = rgb(150, 290)
-    write_tif(tmp_path / "scene.tif", img, tiled=True, block=64)
+    write_tif(tmp_path / "scene.tif", img, tiled=True, block=256)
     r = predict_raster(pointwise, tmp_path / "scene.tif", tmp_path / "out", PredictOptions(batch=3))
     assert r.output == tmp_path / "out" / "scene.tif" and r.tiles == 6 * 12
     with rasterio.open(r.output) as d:
         assert (d.width, d.height, d.count, d.dtypes[0]) == (290, 150, 1, "uint8")
         assert d.crs == rasterio.crs.CRS.from_string(CRS) and d.transform == transform()
-        assert d.block_shapes[0] == (64, 64) and d.profile["tiled"]
+        assert d.block_shapes[0] == (256, 256) and d.profile["tiled"]
         assert d.compression == rasterio.enums.Compression.deflate and d.nodata == 255
         cmap = d.colormap(1)
         assert [cmap[i][:3] for i in range(4)] == [tuple(c) for c in pointwise.bundle.palette]

@@ -1,7 +1,9 @@
 """Memory does not grow with the raster's area: every read is one tile's window, every
 write at most one block row, and the traced peak stays far below the whole raster."""
+import threading
 import tracemalloc
 
+import pytest
 import rasterio
 from bundle_cases import make_bundle
 from raster_cases import rgb, write_tif
@@ -54,3 +56,21 @@ def test_traced_peak_does_not_grow_with_height(tmp_path):
     assert peaks[4096] < whole_logits / 4, peaks
     print("traced peaks", peaks)
     assert peaks[4096] < 1.3 * peaks[1024], peaks  # 4x the area, about the same peak
+
+
+def test_a_failing_read_stops_every_stage_and_leaves_no_file(tmp_path, monkeypatch):
+    p = Predictor(make_bundle(tmp_path, kernel=1, dynamic_hw=True, tile_size=32, tile_overlap=8, height=32, width=32))
+    write_tif(tmp_path / "a.tif", rgb(200, 200))
+    real_read, calls = geotiff.read_window, []
+
+    def flaky(src, idx, win):
+        calls.append(win)
+        if len(calls) == 20:
+            raise OSError("disk went away")
+        return real_read(src, idx, win)
+
+    monkeypatch.setattr(geotiff, "read_window", flaky)
+    with pytest.raises(OSError, match="disk went away"):
+        predict_raster(p, tmp_path / "a.tif", tmp_path / "o", PredictOptions(progress=False, batch=3))
+    assert list((tmp_path / "o").iterdir()) == []  # neither the map nor its temporary file
+    assert not [t for t in threading.enumerate() if t.name.startswith("effseg-")]

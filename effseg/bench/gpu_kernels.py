@@ -86,7 +86,7 @@ def _gen(seed: int = 0):
 
 def selective_scan(device, dtypes, tiny, timer) -> dict:
     from ..ops import selective_scan as scan
-    from .ops import scan_inputs
+    from .selective_scan import scan_inputs
 
     shapes = [(1, 8, 4, 32)] if tiny else [(4, 768, 16, 1024), (2, 1536, 16, 4096)]
     mamba, why = _mamba_scan(device)

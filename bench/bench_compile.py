@@ -7,25 +7,19 @@ Writes bench/results/compile-<device>.json. Run:
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-# glibc's default malloc page-faults big buffers back on every call (DESIGN.md): raise
-# the thresholds before start-up, as every benchmark here does.
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
-    os.environ.update(MALLOC_MMAP_THRESHOLD_="17179869184", MALLOC_TRIM_THRESHOLD_="17179869184")
-    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import torch
 
 import effseg
 from effseg._timing import machine, median_ms
 from effseg.bench.contenders import export_onnx_peer, ort_session, plain_copy
+from effseg.bench.model_bench import open_gates
+from effseg.bench.script import common_parser, prepare, reexec_with_raised_malloc, result_path, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("unetformer", "abcnet", "banet", "manet", "cmunet")
@@ -34,13 +28,6 @@ TARGET = 0.9
 # Backends not attempted per model, with the reason (none at present: effseg's scan now
 # exports without unrolling, so CM-UNet's ONNX Runtime backend is measured again).
 EFFSEG_SKIP: dict = {}
-
-
-def _open_gates(model):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.rsplit(".", 1)[-1] == "gamma":
-                p.fill_(0.5)
 
 
 # Models whose plain-PyTorch form torch.onnx cannot export in reasonable time: the
@@ -71,7 +58,7 @@ def _ort_peer(name, model, x, device):
 
 def bench_model(name, device, size, repeats):
     model = effseg.create_model(name, 6).eval().to(device)
-    _open_gates(model)
+    open_gates(model)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     row = {"model": name, "peers": {}, "effseg": {}, "errors": {}, "without_parity": {}}
     with torch.no_grad():
@@ -140,14 +127,11 @@ def _warm(fn, x):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--device", default="cpu")
+    reexec_with_raised_malloc(sys.argv, "bench/bench_compile.py")
+    p = common_parser(__doc__, "one model at 128x128, 3 repeats: a smoke run")
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="one model at 128x128, 3 repeats: a smoke run")
-    p.add_argument("--out", default=None)
-    args = p.parse_args()
+    args = prepare(p.parse_args())
     if args.quick:
         args.models, args.size, args.repeats = args.models[:1], 128, 3
     rows = [bench_model(m, args.device, args.size, args.repeats) for m in args.models]
@@ -163,9 +147,7 @@ def main():
                   "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT)",
                   "results": rows,
                   "targets": {r["model"]: r.get("target_met") for r in rows}}
-    out = Path(args.out) if args.out else RESULTS / f"compile-{args.device}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, result_path(RESULTS, "compile", args))
     print(json.dumps(result["targets"], indent=2))
     print(f"wrote {out}")
 

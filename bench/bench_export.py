@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # as every benchmark here (DESIGN.md)
-    os.environ.update(MALLOC_MMAP_THRESHOLD_="17179869184", MALLOC_TRIM_THRESHOLD_="17179869184")
-    os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import numpy as np
 import torch
@@ -29,6 +24,7 @@ import torch
 import effseg
 from effseg._timing import machine, median_ms
 from effseg.bench.contenders import ort_session
+from effseg.bench.script import reexec_with_raised_malloc
 from effseg.export import check_tensorrt, fatal, quantize, to_onnx
 from effseg.runtime import normalize
 
@@ -76,6 +72,7 @@ def bench_model(name: str, size: int, calib: np.ndarray, valid: np.ndarray, thre
 
 
 def main() -> int:
+    reexec_with_raised_malloc(sys.argv, "bench/bench_export.py")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--models", nargs="+", default=effseg.list_models())

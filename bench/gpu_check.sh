@@ -37,7 +37,7 @@ done
 select=(-m "gpu or not slow" -k "triton or gpu")
 test_paths=(tests)
 if [ "$dry" = 1 ]; then
-  test_paths=(tests/ops/test_cross_scan.py)
+  test_paths=(tests/ops/test_cross_selective_scan.py)
   # Before anything imports triton: its kernels then run on CPU tensors.
   export TRITON_INTERPRET=1
 fi

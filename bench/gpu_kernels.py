@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL_NAMES = ("selective_scan", "cross_scan", "linear_attention", "depthwise_conv2d",
+KERNEL_NAMES = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
                 "winograd_conv2d", "distance_transform", "losses")
 
 

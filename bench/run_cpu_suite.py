@@ -33,13 +33,14 @@ if _FROM_CHECKOUT:
     sys.path.insert(0, str(ROOT))
 
 from effseg._timing import machine
+from effseg.bench.script import MALLOC_ENV
 
 # op name -> (script, extra arguments for --quick)
 KERNELS = {
     "selective_scan": ("bench_selective_scan.py", ["--lengths", "512", "--repeats", "3"]),
-    "ss2d": ("bench_ss2d.py", ["--quick"]),
+    "cross_selective_scan": ("bench_cross_selective_scan.py", ["--quick"]),
     "linear_attention": ("bench_linear_attention.py", ["--quick"]),
-    "depthwise_conv2d": ("bench_depthwise_conv.py", ["--quick"]),
+    "depthwise_conv2d": ("bench_depthwise_conv2d.py", ["--quick"]),
     "winograd_conv2d": ("bench_winograd_conv2d.py", ["--quick"]),
     "distance_transform": ("bench_distance_transform.py", ["--quick"]),
     "losses": ("bench_losses.py", ["--quick"]),
@@ -53,10 +54,10 @@ def slug(text: str) -> str:
 
 def _env() -> dict:
     env = dict(os.environ)
-    # The allocator setting every bench script and `effseg bench` use (DESIGN.md); set
+    # The allocator setting every bench script and `effseg bench` use (ARCHITECTURE.md); set
     # here so that no child re-executes itself.
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", "17179869184")
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", "17179869184")
+    for k, v in MALLOC_ENV.items():
+        env.setdefault(k, v)
     if _FROM_CHECKOUT:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"

@@ -30,7 +30,7 @@ def _fast(device):
 
 @pytest.mark.parametrize("impl", ["ref", "chunked", "fast"])
 def test_selective_scan(bench, benchmark, device, impl):
-    from effseg.bench.ops import scan_inputs
+    from effseg.bench.selective_scan import scan_inputs
     from effseg.ops import selective_scan, selective_scan_ref
 
     backend = _fast(device) if impl == "fast" else impl
@@ -77,7 +77,7 @@ def test_cross_selective_scan(bench, benchmark, device, impl):
 
 @pytest.mark.parametrize("variant", ["composed_ref", "composed_fast", "effseg"])
 def test_ss2d(bench, benchmark, device, variant):
-    from effseg.bench.ss2d import _block, _run
+    from effseg.bench.cross_selective_scan import _block, _run
 
     core = {"composed_ref": "ref", "composed_fast": "cpp" if device == "cpu" else "chunked",
             "effseg": None}[variant]
@@ -110,7 +110,7 @@ def test_linear_attention(bench, benchmark, device, kind, impl):
 @pytest.mark.parametrize("k", [3, 7])
 @pytest.mark.parametrize("impl", ["torch", "effseg"])
 def test_depthwise_conv2d(bench, benchmark, device, k, impl):
-    from effseg.bench.depthwise_conv import _calls, dw_inputs
+    from effseg.bench.depthwise_conv2d import _calls, dw_inputs
 
     if impl == "effseg":
         _usable(_fast(device))

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from .bench.script import OPS as BENCH_OPS  # stdlib only: the torch-free `effseg run` still loads
 
 BENCH_HELP = """\
 Without arguments: unetformer, abcnet and cmunet at 512x512, batch 1, fp32, on the best
@@ -89,53 +90,23 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_op_bench(args) -> int:
-    from .bench.ops import run_op_bench
+    from .bench.script import run_op, write_json
 
-    device = "cpu" if args.device == "auto" else args.device
-    result = run_op_bench(args.op, device=device, quick=not args.full,
-                          out=args.out, repeats=args.repeats)
+    # The kernel benchmark's quick shapes unless --full; the arguments go through the
+    # parser the bench/ scripts use, so both run the same code.
+    argv = ["--device", "cpu" if args.device == "auto" else args.device, "--repeats", str(args.repeats)]
+    argv += ["--threads", str(args.threads)] if args.threads else []
+    argv += [] if args.full else ["--quick"]
+    try:
+        result, _ = run_op(args.op, argv)
+    except ValueError as exc:
+        print(f"effseg bench: error: {exc}", file=sys.stderr)
+        return 2
     if args.out is None:
         print(json.dumps(result, indent=2))
+    else:
+        print(f"wrote {write_json(result, Path(args.out))}")
     return 0
-
-
-def _maybe_reexec_for_malloc(argv) -> None:
-    """glibc's default malloc returns large freed blocks to the OS and page-faults them
-    back on every forward pass (10-25x slower eager PyTorch on the 2-core machines, see
-    ARCHITECTURE.md): like the bench/ scripts, restart once with the thresholds raised, unless
-    the user has set them (or EFFSEG_BENCH_NO_REEXEC=1). The JSON records which."""
-    if (argv[:1] != ["bench"] or not sys.platform.startswith("linux")
-            or os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None
-            or os.environ.get("EFFSEG_BENCH_NO_REEXEC")):
-        return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="17179869184",
-               MALLOC_TRIM_THRESHOLD_="17179869184",
-               EFFSEG_BENCH_MALLOC="effseg bench (re-executed with raised thresholds)")
-    sys.stdout.flush()
-    os.execve(sys.executable, _reexec_command(argv), env)
-
-
-def _reexec_command(argv) -> list:
-    """The interpreter command that runs `effseg <argv>` again without ever importing from
-    the working folder.
-
-    `python -c` (and -m) put the working folder first on sys.path, so a file named
-    argparse.py or numpy.py there would run with the user's rights. The child replaces
-    sys.path with this process's path (minus '' and the working folder) before importing
-    anything, which works on Python 3.10; -P (3.11+) keeps the folder off the path from
-    the start. This process's own sys.path is kept so that the child imports the same
-    effseg (checkout, editable or installed) from the same places; effseg's own root is
-    trusted even when it is the working folder.
-    """
-    cwd = os.getcwd()
-    path = [p for p in sys.path if p and os.path.abspath(p) != cwd]
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in path:
-        path.insert(0, root)
-    code = (f"import sys; sys.path[:] = {path!r}; from effseg.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    safe = ["-P"] if sys.version_info >= (3, 11) else []
-    return [sys.executable, *safe, "-c", code, *argv]
 
 
 def _cmd_models(args) -> int:
@@ -397,9 +368,9 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default=None, help="write a latency bar plot (PNG, needs matplotlib)")
     p.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--op", default=None, choices=["selective_scan"],
-                   help="benchmark one kernel against its references instead (the old "
-                        "`effseg bench`; prints JSON)")
+    p.add_argument("--op", default=None, choices=list(BENCH_OPS),
+                   help="benchmark one kernel against its references and peers instead, at its "
+                        "quick shapes (--full: the grid bench/bench_<op>.py runs); prints JSON")
     p.add_argument("--repeats", type=int, default=5, help="with --op: timed repeats per case")
     p.set_defaults(fn=_cmd_bench)
     p = sub.add_parser("models", help="the model zoo: names, parameters, what each follows")
@@ -522,7 +493,10 @@ def main(argv=None) -> int:
     _add_train_parsers(sub)
     if argv is None:
         argv = sys.argv[1:]
-        _maybe_reexec_for_malloc(argv)
+        if argv[:1] == ["bench"]:
+            from .bench.script import reexec_with_raised_malloc
+
+            reexec_with_raised_malloc(["-m", "effseg.cli", *argv], "effseg bench")
     args = parser.parse_args(argv)
     args.argv = list(argv)
     return args.fn(args)

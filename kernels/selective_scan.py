@@ -454,9 +454,9 @@ def selective_scan_fwd(u, delta, A, B4, C4, D, z, delta_bias, h0, delta_softplus
     return out, last
 
 
-def selective_scan_cross_fwd(u, delta, A, B4, C4, D, delta_bias, tmap, delta_softplus: bool,
+def cross_selective_scan_fwd(u, delta, A, B4, C4, D, delta_bias, tmap, delta_softplus: bool,
                              block_l=None):
-    """SS2D's G-direction scan, merged (see effseg.ops.cross_scan): u (Bt, Du, L), delta
+    """SS2D's G-direction scan, merged (see effseg.ops.cross_selective_scan): u (Bt, Du, L), delta
     (Bt, G*Du, L), B4/C4 (Bt, G, N, L) any strides, tmap (G, L) int32 permutations, all
     indexed by position -> out (Bt, Du, L) in the compute dtype."""
     Bt, Du, L = u.shape

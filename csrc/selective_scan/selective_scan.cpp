@@ -1,6 +1,6 @@
 // Selective scan entry points: argument checks, the thread split (and, for the backward,
 // where each thread adds its dB / dC), and the choice of the ISA build of each kernel.
-// The kernels are in selective_scan_{fwd,cross,bwd}.cpp.
+// The kernels are in selective_scan_{fwd,bwd}.cpp and cross_selective_scan.cpp.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>

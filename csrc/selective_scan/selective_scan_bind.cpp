@@ -148,7 +148,7 @@ bool run_cross_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, cons
                    const Buf& delta, const Buf& A, const Buf& Bp, const Str4& Bs, const Buf& Cp,
                    const Str4& Cs, const Buf& Dv, const Buf& delta_bias, bool softplus,
                    const Buf& tmap, const Buf& out) {
-  constexpr const char* op = "selective_scan_cross_fwd";
+  constexpr const char* op = "cross_selective_scan_fwd";
   ss::FwdArgs<T> a;
   if (G < 1) throw py::value_error(std::string(op) + ": G (groups) must be >= 1, got " + std::to_string(G));
   const Buf none{0, 0};
@@ -168,7 +168,7 @@ bool run_cross_fwd(int64_t Bt, int64_t Dm, int64_t L, int64_t N, int64_t G, cons
   return nonfinite == 0;
 }
 
-bool selective_scan_cross_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L,
+bool cross_selective_scan_fwd(const std::string& dtype, int64_t Bt, int64_t Dm, int64_t L,
                               int64_t N, int64_t G, const Buf& u, const Buf& delta, const Buf& A,
                               const Buf& Bp, const Str4& Bs, const Buf& Cp, const Str4& Cs,
                               const Buf& Dv, const Buf& delta_bias, bool softplus, const Buf& tmap,
@@ -194,7 +194,7 @@ void bind_selective_scan(py::module_& m) {
         "count is checked against the sizes (and B/C's strides) before the kernel runs. B/C element (b,d,n,t) is at "
         "Bp[b*sb + g*sg + n*sn + t*st], g = d // (Dm // G); strides may be 0. Fastest with "
         "sn == 1. Returns False when delta holds NaN or Inf (then out is not meaningful).");
-  m.def("selective_scan_cross_fwd", &selective_scan_cross_fwd, "dtype"_a, "Bt"_a, "Dm"_a, "L"_a,
+  m.def("cross_selective_scan_fwd", &cross_selective_scan_fwd, "dtype"_a, "Bt"_a, "Dm"_a, "L"_a,
         "N"_a, "G"_a, "u"_a, "delta"_a, "A"_a, "Bp"_a, "B_strides"_a, "Cp"_a, "C_strides"_a,
         "Dv"_a, "delta_bias"_a, "delta_softplus"_a, "tmap"_a, "out"_a,
         "Cross-scan forward (SS2D): G traversal orders (tmap, (G, L) int32 permutations) of "

@@ -1,5 +1,5 @@
 // Selective scan CPU kernel internals shared by the forward, cross-scan and backward
-// kernels (selective_scan_fwd.cpp, selective_scan_cross.cpp, selective_scan_bwd.cpp):
+// kernels (selective_scan_fwd.cpp, cross_selective_scan.cpp, selective_scan_bwd.cpp):
 // the flat per-chunk passes, per-channel addressing, and the per-ISA entry tables that
 // selective_scan.cpp dispatches through. See selective_scan.h for the layouts.
 //

@@ -86,7 +86,7 @@ def _gen(seed: int = 0):
 
 def selective_scan(device, dtypes, tiny, timer) -> dict:
     from ..ops import selective_scan as scan
-    from .ops import scan_inputs
+    from .selective_scan import scan_inputs
 
     shapes = [(1, 8, 4, 32)] if tiny else [(4, 768, 16, 1024), (2, 1536, 16, 4096)]
     mamba, why = _mamba_scan(device)
@@ -124,7 +124,7 @@ def _mamba_scan(device):
     return selective_scan_fn, ""
 
 
-def cross_scan(device, dtypes, tiny, timer) -> dict:
+def cross_selective_scan(device, dtypes, tiny, timer) -> dict:
     from ..ops import cross_selective_scan
 
     shapes = [(1, 4, 4, 4, 4)] if tiny else [(8, 32, 64, 64, 16), (8, 16, 128, 128, 16)]
@@ -262,7 +262,7 @@ def losses(device, dtypes, tiny, timer) -> dict:
     return bench_losses(device, progress=False, **kw)
 
 
-KERNELS = {"selective_scan": selective_scan, "cross_scan": cross_scan,
+KERNELS = {"selective_scan": selective_scan, "cross_selective_scan": cross_selective_scan,
            "linear_attention": linear_attention, "depthwise_conv2d": depthwise_conv2d,
            "winograd_conv2d": winograd_conv2d, "distance_transform": distance_transform,
            "losses": losses}

@@ -6,6 +6,7 @@ import torch
 
 from .._timing import machine, median_ms
 from ..ops.linear_attention_ref import einsum_softplus, einsum_taylor
+from .progress import progress as _progress
 
 LA_CHANNELS = (64, 128, 256)  # C = Cv; Ck in {C/8, C}
 LA_SIDES_FULL = (32, 64, 128)  # N = side^2
@@ -52,8 +53,6 @@ def _call(impl: str, kind: str, q, k, v, grad: bool):
 def bench_linear_attention(device: str = "cpu", shapes=None, kinds=LA_KINDS, modes=("fwd",),
                            impls=None, repeats: int = 5, batch: int = 1, progress=True) -> dict:
     """Side-by-side medians; rows carry speedup_vs_einsum (einsum time / this time)."""
-    from .ops import _progress
-
     shapes = la_shapes() if shapes is None else shapes
     if impls is None:
         impls = ("einsum", "ref", "cpp") if device == "cpu" else ("einsum", "ref", "triton")
@@ -82,11 +81,36 @@ def bench_linear_attention(device: str = "cpu", shapes=None, kinds=LA_KINDS, mod
             "method": (f"median of at least {repeats} timed calls (more for fast calls, see "
                        "effseg._timing.median_ms) after 2 warm-ups, side by side in one "
                        "process; gflops counts the two GEMMs (4 B Ck Cv N)"),
-            "threads": {"torch": torch.get_num_threads(), "effseg": _effseg_threads()},
             "results": rows}
 
 
-def _effseg_threads():
-    from .. import _native
 
-    return _native.require().get_num_threads() if _native.available() else None
+TARGET = 1.5  # effseg (C++ on CPU) at least 1.5x GeoSeg's einsum code, every shape and kind
+QUICK_HELP = "N = 32^2 only, 2 repeats"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--grad", action="store_true", help="also time forward + backward")
+
+
+def run(args) -> dict:
+    return bench_linear_attention(args.device, la_shapes(LA_SIDES_QUICK if args.quick else LA_SIDES_FULL),
+                                  modes=("fwd", "fwd+bwd") if args.grad else ("fwd",),
+                                  repeats=2 if args.quick else args.repeats)
+
+
+def targets(result: dict) -> dict:
+    """The issue's CPU target: forward >= 1.5x the einsum formulation at every shape."""
+    impl = "cpp" if result["device"] == "cpu" else "triton"
+    rows = [r for r in result["results"]
+            if r["impl"] == impl and r["mode"] == "fwd" and "speedup_vs_einsum" in r]
+    if not rows:
+        return {}
+    per_case = {f"{r['kind']}/Ck{r['Ck']}/Cv{r['Cv']}/N{r['N']}": round(r["speedup_vs_einsum"], 3)
+                for r in rows}
+    missed = {k: v for k, v in per_case.items() if v < TARGET}
+    return {f"{impl}_fwd_speedup_vs_einsum": per_case,
+            "min_speedup": min(per_case.values()),
+            "target": TARGET,
+            "missed": missed,
+            "speedup_met": not missed}

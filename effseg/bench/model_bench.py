@@ -18,6 +18,7 @@ from .._parity import parity_figures
 from .._timing import machine, sample_ms
 from . import contenders as C
 from .memory import HostPeak, gpu_peak_mb, gpu_reset
+from .script import allocator
 from .stats import summarize, throughput
 
 SCHEMA = 1
@@ -33,8 +34,6 @@ PRESETS = {
     "full": {"models": None, "sizes": (512, 1024), "cpu": (2, 10), "cuda": (10, 200),
              "setup_timeout": {"cpu": None, "cuda": None}},
 }
-MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
-               "MALLOC_TOP_PAD_", "LD_PRELOAD")
 ROW_KEYS = ("model", "size", "batch", "dtype", "backend", "kind", "error", "setup_s",
             "median_ms", "p90_ms", "p99_ms", "fps", "mp_per_s", "host_peak_rss_mb",
             "gpu_peak_mb", "params_m", "gflops", "max_abs_err", "argmax_agreement",
@@ -178,12 +177,6 @@ def versions() -> dict:
     return out
 
 
-def allocator() -> dict:
-    env = {k: os.environ.get(k) for k in MALLOC_VARS}
-    return {"env": env, "set_by": os.environ.get("EFFSEG_BENCH_MALLOC") or
-            ("environment" if env["MALLOC_MMAP_THRESHOLD_"] else None)}
-
-
 class _Progress:
     """tqdm on stderr when installed, else one line per finished row."""
 
@@ -274,12 +267,17 @@ def _speedups(rows: list[dict]) -> None:
             r["best_peer"] = best["backend"]
 
 
-def _open_gates(spec) -> None:
-    # GeoSeg's attention gates start at 0, which hides the attention from the parity
-    # figures; bench_models opens them the same way.
-    if spec.source == "zoo":
-        from .models import _open_gates as open_gates
+def open_gates(model, value: float = 0.5) -> None:
+    """Attention gates (GeoSeg's gamma) start at 0, which makes the attention output
+    vanish from the parity figures; open them, as training does."""
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if pname.rsplit(".", 1)[-1] == "gamma":
+                p.fill_(value)
 
+
+def _open_gates(spec) -> None:
+    if spec.source == "zoo":
         open_gates(spec.module)
 
 

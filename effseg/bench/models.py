@@ -1,20 +1,18 @@
-"""Model-zoo latency: each model in eval mode with effseg's kernels (backend="auto") vs the
-same architecture and weights on the reference ops (backend="ref"), side by side."""
+"""Model-zoo latency in eager PyTorch: each model with effseg's kernels (backend="auto") vs
+the same architecture and weights on the reference ops (backend="ref"), side by side.
+
+Not `effseg bench` (model_bench.py), which times one model on several compilers and
+runtimes: here the model's own ops differ, which no backend of that benchmark expresses.
+The gates, the parity figures (against the reference-op model) and the timing are
+model_bench's and _timing's.
+"""
 from __future__ import annotations
 
 import torch
 
 from .._timing import machine, median_ms
-from .ops import _progress
-
-
-def _open_gates(model, value: float = 0.5) -> None:
-    """Attention gates (GeoSeg's gamma) start at 0, which makes the attention output
-    vanish from the parity check; open them, as training does, identically in both."""
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.rsplit(".", 1)[-1] == "gamma":
-                p.fill_(value)
+from .model_bench import _row_parity, open_gates
+from .progress import progress as _progress
 
 
 def bench_models(names=None, device: str = "cpu", size: int = 512, batch: int = 1,
@@ -29,19 +27,20 @@ def bench_models(names=None, device: str = "cpu", size: int = 512, batch: int = 
         fast = create_model(name, num_classes, backend="auto").eval().to(device)
         ref = create_model(name, num_classes, backend="ref").eval().to(device)
         for m in (fast, ref):
-            _open_gates(m)
+            open_gates(m)
         with torch.no_grad():
             t_ref = median_ms(lambda: ref(x), device, repeats=repeats)
             bar(f"{name} ref {t_ref['median_ms']:.0f} ms")
             t_fast = median_ms(lambda: fast(x), device, repeats=repeats)
             bar(f"{name} effseg {t_fast['median_ms']:.0f} ms")
-            want, got = ref(x), fast(x)
-        err = ((got - want).abs().max() / want.abs().max().clamp_min(1e-12)).item()
+            parity = _row_parity(ref(x), fast(x))
         rows.append(dict(model=name, params_m=round(count_parameters(fast) / 1e6, 3),
                          effseg_ms=t_fast["median_ms"], ref_ms=t_ref["median_ms"],
                          effseg_fps=1e3 * batch / t_fast["median_ms"],
                          speedup_vs_ref=t_ref["median_ms"] / t_fast["median_ms"],
-                         max_rel_err_vs_ref=err, effseg_timing=t_fast, ref_timing=t_ref))
+                         max_rel_err_vs_ref=parity["rel_err"],
+                         argmax_agreement_vs_ref=parity["argmax_agreement"],
+                         effseg_timing=t_fast, ref_timing=t_ref))
     return dict(bench="models", device=device, machine=machine(device),
                 input=dict(batch=batch, channels=3, height=size, width=size,
                            dtype="float32", num_classes=num_classes),

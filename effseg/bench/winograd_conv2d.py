@@ -1,6 +1,6 @@
 """Winograd conv benchmark: effseg's winograd_conv2d (C++ transforms + torch.bmm on CPU,
 Triton on CUDA) vs F.conv2d (oneDNN on CPU) and the op's reference, side by side in one
-process. Used by bench/bench_winograd_conv2d.py."""
+process."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .._timing import machine, median_ms
-from .ops import _progress
+from .progress import progress as _progress
 
 # The 3 x 3 layers of a ResNet-18 UNetFormer at a 512 x 512 input, batch 1, as
 # (in_channels, out_channels, H, W), plus one odd shape.
@@ -49,36 +49,13 @@ def _calls(x, w, wt, b, relu, backend):
     return peer, ours, ref
 
 
-def _threads() -> tuple[int, int | None]:
-    from .. import _native
-
-    return torch.get_num_threads(), (_native.require().get_num_threads()
-                                     if _native.available() else None)
-
-
-def _set_threads(torch_n: int, effseg_n: int | None):
-    from .. import _native
-
-    torch.set_num_threads(torch_n)
-    if effseg_n is not None and _native.available():
-        _native.require().set_num_threads(effseg_n)
-
-
 def bench_winograd_conv2d(device: str = "cpu", shapes=WINO_SHAPES, epilogues=WINO_EPILOGUES,
-                          backend: str | None = None, repeats: int = 5, progress: bool = True,
-                          threads: int | None = None) -> dict:
+                          backend: str | None = None, repeats: int = 5, progress: bool = True) -> dict:
     """Median times of F.conv2d(+relu), effseg's winograd_conv2d and its reference
-    backend, padding 1, float32, batch 1; ratio = F.conv2d / winograd (> 1: faster).
-    threads: CPU threads for torch and effseg both (None: their defaults)."""
+    backend, padding 1, float32, batch 1; ratio = F.conv2d / winograd (> 1: faster)."""
     if backend is None:
         backend = "cpp" if device == "cpu" else "triton"
-    prev = _threads()
-    if threads is not None and device == "cpu":
-        _set_threads(threads, threads)
-    try:
-        return _bench(device, shapes, epilogues, backend, repeats, progress)
-    finally:
-        _set_threads(*prev)
+    return _bench(device, shapes, epilogues, backend, repeats, progress)
 
 
 def _bench(device, shapes, epilogues, backend, repeats, progress) -> dict:
@@ -108,9 +85,7 @@ def _bench(device, shapes, epilogues, backend, repeats, progress) -> dict:
                          "winograd_weight_ms_once": weight_ms,
                          "max_err_rel_to_max": err})
             bar(f"{tuple(shape)} {name}: x{rows[-1]['ratio']:.2f}")
-    t_torch, t_effseg = _threads()
-    return {"op": "winograd_conv2d", "device": device, "backend": backend,
-            "machine": machine(device), "threads": {"torch": t_torch, "effseg": t_effseg},
+    return {"op": "winograd_conv2d", "device": device, "backend": backend, "machine": machine(device),
             "setup": {"dtype": "float32", "batch": 1, "padding": 1, "stride": 1,
                       "shape": "(in_channels, out_channels, H, W)",
                       "peer": "F.conv2d(x, w, bias, padding=1) then F.relu where fused, no_grad",
@@ -119,3 +94,29 @@ def _bench(device, shapes, epilogues, backend, repeats, progress) -> dict:
             "method": (f"median of at least {repeats} timed calls (more for fast calls: ~0.5 s "
                        "of timing, up to 50) after 2 warm-ups, side by side in one process"),
             "results": rows}
+
+
+TARGET_RATIO = 1.5  # the issue's CPU target: >= 1.5x F.conv2d for the 64-256-channel layers
+TARGET_CHANNELS = (64, 256)
+QUICK_HELP = "two small shapes"
+
+
+def run(args) -> dict:
+    shapes = WINO_QUICK_SHAPES if args.quick else WINO_SHAPES
+    return bench_winograd_conv2d(args.device, shapes, WINO_EPILOGUES, repeats=args.repeats)
+
+
+def targets(result: dict) -> dict:
+    """The issue's CPU target: winograd >= 1.5x faster than F.conv2d (+ relu) for every
+    layer with 64 to 256 input channels, both epilogues."""
+    lo, hi = TARGET_CHANNELS
+    rows = [r for r in result["results"] if lo <= r["shape"][0] <= hi]
+    flags = {f"{'x'.join(map(str, r['shape']))} {r['epilogue']}": r["ratio"] >= TARGET_RATIO
+             for r in rows}
+    return {"target": f"winograd >= {TARGET_RATIO}x F.conv2d for {lo}-{hi}-channel layers",
+            "target_ratio": TARGET_RATIO,
+            "ratios": {f"{'x'.join(map(str, r['shape']))} {r['epilogue']}": round(r["ratio"], 3)
+                       for r in result["results"]},
+            "min_ratio_64_256ch": min((r["ratio"] for r in rows), default=None),
+            "met": flags,
+            "all_met": bool(flags) and all(flags.values())}

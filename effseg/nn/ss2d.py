@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.cross_scan import (K_DIRECTIONS, cross_merge_ref, cross_scan_ref,
-                              cross_selective_scan)
+from ..ops.cross_selective_scan import K_DIRECTIONS, cross_merge_ref, cross_scan_ref, cross_selective_scan
 from ..ops.selective_scan import selective_scan
 
 

@@ -1,7 +1,6 @@
 """effseg's operations: each has a `_ref` (plain PyTorch, the definition of truth)."""
 from . import _flops  # noqa: F401  (FlopCounterMode formulas for the custom ops)
-from .cross_scan import (cross_merge_ref, cross_scan_ref, cross_selective_scan,
-                         cross_selective_scan_ref)
+from .cross_selective_scan import cross_merge_ref, cross_scan_ref, cross_selective_scan, cross_selective_scan_ref
 from .depthwise_conv2d import depthwise_conv2d, depthwise_conv2d_ref
 from .distance_transform import distance_transform, distance_transform_ref, signed_distance
 from .fold_batchnorm import fold_batchnorm

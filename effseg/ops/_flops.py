@@ -13,7 +13,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 # The op modules define the custom ops this file attaches formulas to.
 from . import (  # noqa: F401
-    cross_scan,
+    cross_selective_scan,
     depthwise_conv2d,
     linear_attention,
     selective_scan,
@@ -34,8 +34,8 @@ def _selective_scan_flops(u, delta, A, *args, out_shape=None, **kwargs) -> int:
     return 6 * _numel(delta) * A[-1]
 
 
-@register_flop_formula(_ops.selective_scan_cross)
-def _selective_scan_cross_flops(u, delta, A, *args, out_shape=None, **kwargs) -> int:
+@register_flop_formula(_ops.cross_selective_scan)
+def _cross_selective_scan_flops(u, delta, A, *args, out_shape=None, **kwargs) -> int:
     return 6 * _numel(delta) * A[-1]
 
 

@@ -2,7 +2,7 @@
 where effseg's kernel is the faster one.
 
 The decision: on CPU the C++ kernel beats PyTorch's grouped convolution for kernels of
-5 x 5 and up (bench/bench_depthwise_conv.py); for 3 x 3 and on CUDA (cuDNN) PyTorch's own
+5 x 5 and up (bench/bench_depthwise_conv2d.py); for 3 x 3 and on CUDA (cuDNN) PyTorch's own
 kernel is kept. float32 / float64 only (the C++ kernel's dtypes).
 """
 from __future__ import annotations

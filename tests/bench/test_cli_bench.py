@@ -60,16 +60,32 @@ def test_argument_errors(capsys, tmp_path):
         main(["bench", "--dtype", "fp8"])
 
 
-def test_op_bench_still_reachable(monkeypatch, capsys):
-    from effseg.bench import ops
+@pytest.mark.parametrize("op", ["selective_scan", "cross_selective_scan", "depthwise_conv2d"])
+def test_op_bench_runs_the_scripts_code(monkeypatch, capsys, op):
+    """`effseg bench --op` parses its flags with the bench/ scripts' parser and calls the
+    same effseg/bench/<op>.py run(), at the quick shapes unless --full."""
+    from effseg.bench import script
 
     seen = {}
 
-    def fake(op, device, quick, out, repeats):
-        seen.update(op=op, device=device, quick=quick, repeats=repeats)
-        return {"op": op}
+    def fake_run(args):
+        seen.update(device=args.device, quick=args.quick, repeats=args.repeats)
+        return {"op": op, "results": []}
 
-    monkeypatch.setattr(ops, "run_op_bench", fake)
-    assert main(["bench", "--op", "selective_scan", "--repeats", "2"]) == 0
-    assert seen == {"op": "selective_scan", "device": "cpu", "quick": True, "repeats": 2}
-    assert json.loads(capsys.readouterr().out) == {"op": "selective_scan"}
+    monkeypatch.setattr(script.op_module(op), "run", fake_run)
+    monkeypatch.setattr(script.op_module(op), "targets", lambda result: {"checked": True})
+    assert main(["bench", "--op", op, "--repeats", "2"]) == 0
+    assert seen == {"device": "cpu", "quick": True, "repeats": 2}
+    out = json.loads(capsys.readouterr().out)
+    assert out["op"] == op and out["targets"] == {"checked": True} and out["quick"] is True
+    assert main(["bench", "--op", op, "--full"]) == 0 and seen["quick"] is False
+
+
+def test_every_op_has_a_script_and_a_module():
+    from effseg.bench import script
+
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    for op in script.OPS:
+        mod = script.op_module(op)
+        assert callable(mod.run) and callable(mod.targets), op
+        assert (bench / f"bench_{op}.py").is_file(), op

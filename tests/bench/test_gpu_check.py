@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu_check.sh"
-KERNELS = ("selective_scan", "cross_scan", "linear_attention", "depthwise_conv2d",
+KERNELS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
            "winograd_conv2d", "distance_transform", "losses")
 pytestmark = pytest.mark.skipif(not SCRIPT.exists() or shutil.which("timeout") is None,
                                 reason="needs the checkout's bench/ and coreutils timeout")
@@ -127,7 +127,7 @@ def test_stage_one_selection_is_every_triton_kernel_and_small():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
     files = {i.split("::")[0] for i in ids}
-    for f in ("test_selective_scan.py", "test_cross_scan.py", "test_linear_attention.py",
+    for f in ("test_selective_scan.py", "test_cross_selective_scan.py", "test_linear_attention.py",
               "test_depthwise_conv2d.py", "test_winograd_conv2d.py", "test_distance_transform.py",
               "test_losses_gpu.py", "test_cudart.py"):
         assert any(p.endswith(f) for p in files), f

@@ -65,7 +65,7 @@ def selective_scan_cases():
              torch.stack([torch.randperm(L) for _ in range(G)]).to(torch.int32), _t(Bt, Du, L)]
     assert strided_buf(Bc) == buf(Bc)
     return [_case("selective_scan_fwd", fwd), _case("selective_scan_bwd", bwd),
-            _case("selective_scan_cross_fwd", cross)]
+            _case("cross_selective_scan_fwd", cross)]
 
 
 def all_cases():

@@ -66,7 +66,7 @@ def test_bad_options():
         CMUNetTiny(0)
 
 
-def test_cpu_inference_runs_the_cpp_cross_scan(monkeypatch, require_backend):
+def test_cpu_inference_runs_the_cpp_cross_selective_scan(monkeypatch, require_backend):
     require_backend("cpp")
     fast, ref = (open_scan_branches(create_model("cmunet-tiny", 6, depths=(1, 1, 1, 1),
                                                  backend=b)).eval() for b in ("auto", "ref"))
@@ -75,10 +75,10 @@ def test_cpu_inference_runs_the_cpp_cross_scan(monkeypatch, require_backend):
     calls = count_native_calls(monkeypatch)
     with torch.no_grad():
         got = fast(x)
-    assert calls["selective_scan_cross_fwd"] == 4  # one fused four-direction scan per block
+    assert calls["cross_selective_scan_fwd"] == 4  # one fused four-direction scan per block
     with torch.no_grad():
         want = ref(x)
-    assert calls["selective_scan_cross_fwd"] == 4 and calls["selective_scan_fwd"] == 0
+    assert calls["cross_selective_scan_fwd"] == 4 and calls["selective_scan_fwd"] == 0
     # Each SS2D block's own output (the scan is most of its signal), then the logits.
     assert len(inner[0]) == len(inner[1]) == 4
     for a, b in zip(*inner):

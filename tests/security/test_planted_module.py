@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from effseg import cli
+from effseg.bench import script
 
 # Modules the restarted `effseg bench` (or Python's start-up) would import by these names.
 PLANTED = ("argparse", "numpy", "json", "sitecustomize", "usercustomize", "effseg")
@@ -49,10 +49,10 @@ def test_bench_reexec_ignores_planted_modules(tmp_path):
     assert "usage: effseg bench" in proc.stdout
 
 
-@pytest.mark.parametrize("python_3_10", [False, True], ids=["with -P", "without -P (3.10)"])
+@pytest.mark.parametrize("python_3_10", [False, True], ids=["with -P", "-I (3.10 has no -P)"])
 def test_reexec_command_ignores_planted_modules(tmp_path, monkeypatch, python_3_10):
     """The exact command `effseg bench` execs, run from a folder full of planted modules;
-    without -P it is what Python 3.10 (which has no -P) runs."""
+    with -I it is what Python 3.10 (which has no -P) runs."""
     work = tmp_path / "work"
     work.mkdir()
     _plant(work)
@@ -63,14 +63,14 @@ def test_reexec_command_ignores_planted_modules(tmp_path, monkeypatch, python_3_
         raise SystemExit(0)
 
     monkeypatch.chdir(work)
-    monkeypatch.setattr(cli.os, "execve", fake_execve)
+    monkeypatch.setattr(script.os, "execve", fake_execve)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     monkeypatch.delenv("EFFSEG_BENCH_NO_REEXEC", raising=False)
     if python_3_10:
-        monkeypatch.setattr(cli.sys, "version_info", (3, 10, 14))
+        monkeypatch.setattr(script.sys, "version_info", (3, 10, 14))
     with pytest.raises(SystemExit):
-        cli._maybe_reexec_for_malloc(["bench", "--help"])
-    assert ("-P" in seen["args"]) != python_3_10
+        script.reexec_with_raised_malloc(["-m", "effseg.cli", "bench", "--help"], "effseg bench")
+    assert seen["args"][1] == ("-I" if python_3_10 else "-P")
     proc = subprocess.run(seen["args"], cwd=work, env=seen["env"], capture_output=True, text=True,
                           timeout=300, check=False)
     assert _markers(work) == []

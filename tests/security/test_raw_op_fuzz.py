@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import effseg  # noqa: F401  (registers the ops)
-from effseg.ops.cross_scan import cross_scan_maps
+from effseg.ops.cross_selective_scan import cross_scan_maps
 
 CLEAN = (ValueError, TypeError, RuntimeError)
 FUZZ = settings(max_examples=12, deadline=None, derandomize=True,
@@ -127,7 +127,7 @@ def test_selective_scan_short_A_reproducer():
 
 @FUZZ
 @given(which=st.sampled_from(["u", "delta", "A", "B", "C", "D", "tmap"]), how=HOW, by=BY)
-def test_cross_scan(which, how, by):
+def test_cross_selective_scan(which, how, by):
     shapes = {"u": (1, 4, 16), "delta": (1, 16, 16), "A": (16, 3), "B": (1, 4, 3, 16),
               "C": (1, 4, 3, 16), "D": (16,)}
     if which != "tmap":
@@ -136,7 +136,7 @@ def test_cross_scan(which, how, by):
     tmap = cross_scan_maps(4, 4)
     if which == "tmap":
         tmap = torch.zeros(_broken(tuple(tmap.shape), how, by), dtype=torch.int32)
-    _raises(ops.selective_scan_cross, *t.values(), None, tmap, True, "cpp")
+    _raises(ops.cross_selective_scan, *t.values(), None, tmap, True, "cpp")
 
 
 def test_cross_scan_cpp_refuses_non_permutation():
@@ -144,7 +144,7 @@ def test_cross_scan_cpp_refuses_non_permutation():
     tmap = cross_scan_maps(4, 4).clone()
     tmap[0, 0] = 99
     with pytest.raises(ValueError, match="permutations"):
-        ops.selective_scan_cross(*t, None, None, tmap, True, "cpp")
+        ops.cross_selective_scan(*t, None, None, tmap, True, "cpp")
 
 
 @pytest.mark.parametrize("mask,sy", [(torch.zeros(5), 1.0), (torch.zeros(3, 3), 0.0),

@@ -1,10 +1,17 @@
 """cross_scan_ref / cross_merge_ref / cross_selective_scan (SS2D's four-direction scan)."""
+import sys
+
 import pytest
 import torch
 
 from effseg.ops import selective_scan_ref
-from effseg.ops.cross_scan import (cross_merge_ref, cross_scan_maps, cross_scan_ref,
-                                   cross_selective_scan, cross_selective_scan_ref)
+from effseg.ops.cross_selective_scan import (
+    cross_merge_ref,
+    cross_scan_maps,
+    cross_scan_ref,
+    cross_selective_scan,
+    cross_selective_scan_ref,
+)
 
 
 def _loop_cross_scan(x):
@@ -141,7 +148,7 @@ def test_gradients_through_the_materialised_path(require_backend, backend):
 
 def test_auto_uses_the_fused_kernel_for_inference(require_backend, monkeypatch):
     require_backend("cpp")
-    import effseg.ops.cross_scan as cs
+    cs = sys.modules["effseg.ops.cross_selective_scan"]  # the name is the function
 
     calls = []
     monkeypatch.setattr(cs, "_materialised", lambda *a, **k: calls.append(1))
@@ -149,6 +156,18 @@ def test_auto_uses_the_fused_kernel_for_inference(require_backend, monkeypatch):
     with torch.no_grad():
         y = cross_selective_scan(**kw, H=3, W=3)
     assert calls == [] and y.shape == (1, 2, 9)
+
+
+@pytest.mark.parametrize("optional", [True, False], ids=["D+delta_bias", "without"])
+def test_opcheck(require_backend, optional):
+    """Schema, fake kernel (shapes under FakeTensor and AOT dispatch) and autograd
+    registration of the raw op, on the strided B / C views SS2D passes."""
+    require_backend("cpp")
+    kw = _inputs(2, 3, 3, 4, 4)
+    D, bias = (kw["D"], kw["delta_bias"]) if optional else (None, None)
+    args = (kw["u"].reshape(2, 3, 12), kw["delta"], kw["A"], kw["B"], kw["C"], D, bias,
+            cross_scan_maps(3, 4), True, "cpp")
+    torch.library.opcheck(torch.ops.effseg.cross_selective_scan.default, args)
 
 
 def test_errors_name_the_argument():
@@ -185,7 +204,7 @@ def test_fused_kernel_finds_non_finite_delta(require_backend):
 
 def test_kernel_rejects_a_map_that_is_not_a_permutation(require_backend):
     require_backend("cpp")
-    from effseg.ops.cross_scan import _cross_op
+    from effseg.ops.cross_selective_scan import _cross_op
 
     kw = _inputs(1, 2, 2, 2, 4)
     tmap = cross_scan_maps(2, 2).clone()

@@ -102,7 +102,7 @@ def _check(u, delta, A, B, C, D, delta_bias, H, W):
 
 
 def _check_op(u, delta, A, B, C, D, delta_bias, tmap, backend):
-    """The fused op's own arguments, as a direct torch.ops.effseg.selective_scan_cross
+    """The fused op's own arguments, as a direct torch.ops.effseg.cross_selective_scan
     call passes them: u (B, D, L) and tmap (4, L) integer traversal orders."""
     V.choice("backend", backend, ("cpp", "triton"))
     V.tensor("u", u, dims=(3,))
@@ -145,18 +145,18 @@ def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_s
     return _materialised(u, delta, A, B, C, D, delta_bias, delta_softplus, H, W, "ref")
 
 
-@torch.library.custom_op("effseg::selective_scan_cross", mutates_args=())
+@torch.library.custom_op("effseg::cross_selective_scan", mutates_args=())
 def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
               delta_bias: Optional[Tensor], tmap: Tensor, delta_softplus: bool,
               backend: str = "cpp") -> Tensor:
-    # Callable directly as torch.ops.effseg.selective_scan_cross: the op checks its
+    # Callable directly as torch.ops.effseg.cross_selective_scan: the op checks its
     # arguments itself, the kernels trust them.
     _check_op(u, delta, A, B, C, D, delta_bias, tmap, backend)
     cd = compute_dtype(u)
     if backend == "triton":
         _check_maps(tmap)
         K = _triton.load("selective_scan")
-        out = K.selective_scan_cross_fwd(u, delta, A, B.to(cd), C.to(cd), D, delta_bias, tmap,
+        out = K.cross_selective_scan_fwd(u, delta, A, B.to(cd), C.to(cd), D, delta_bias, tmap,
                                          bool(delta_softplus))
         return out.to(u.dtype)
     bt, du, L = u.shape
@@ -166,7 +166,7 @@ def _cross_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Opti
     bc = None if delta_bias is None else delta_bias.to(cd).contiguous()
     tm = tmap.to(torch.int32).contiguous()
     out = torch.empty(bt, du, L, dtype=cd)
-    ok = _native.require().selective_scan_cross_fwd(
+    ok = _native.require().cross_selective_scan_fwd(
         str(cd).replace("torch.", ""), bt, K_DIRECTIONS * du, L, A.shape[1], K_DIRECTIONS,
         buf(uc), buf(dc), buf(Ac), strided_buf(Bc), tuple(Bc.stride()), strided_buf(Cc),
         tuple(Cc.stride()), buf(Dc), buf(bc), bool(delta_softplus), buf(tm), buf(out))
@@ -201,7 +201,7 @@ def _onnx_lowering(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus, backe
     return out
 
 
-_lowering.register(torch.ops.effseg.selective_scan_cross.default, _onnx_lowering)
+_lowering.register(torch.ops.effseg.cross_selective_scan.default, _onnx_lowering)
 
 
 def _needs_grad(*ts) -> bool:

@@ -1,13 +1,13 @@
-"""Op benchmarks behind `effseg bench` and bench/bench_*.py."""
+"""Selective scan: ref vs C++ vs chunked (CPU) or Triton vs chunked (GPU), side by side,
+at B1 D512 N16 (Mamba-like inputs), forward and forward + backward."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Optional
 
 import torch
 
 from .._timing import dram_GBps, machine, median_ms, stream_ms
+from .progress import progress as _progress
 
 SCAN_SHAPE = dict(batch=1, dim=512, dstate=16)
 SCAN_LENGTHS_FULL = (1024, 4096, 16384)
@@ -92,37 +92,30 @@ def bench_selective_scan(device: str = "cpu", lengths=SCAN_LENGTHS_QUICK, modes=
                 results=rows)
 
 
-def _progress(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if not enabled:
-        return lambda msg: None
-    if tqdm is not None:
-        bar = tqdm(total=total, unit="case")
-
-        def step(msg):
-            bar.set_postfix_str(msg)
-            bar.update(1)
-        return step
-    count = [0]
-
-    def step(msg):
-        count[0] += 1
-        print(f"[{count[0]}/{total}] {msg}", flush=True)
-    return step
+QUICK_HELP = "L = 1024, forward only"
 
 
-def run_op_bench(op: str, device: str = "cpu", quick: bool = True, out: Optional[str] = None,
-                 repeats: int = 5) -> dict:
-    if op != "selective_scan":
-        raise ValueError(f"op must be 'selective_scan', got {op!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' requested but torch sees no CUDA device")
-    result = bench_selective_scan(device, SCAN_LENGTHS_QUICK if quick else SCAN_LENGTHS_FULL,
-                                  ("fwd",) if quick else ("fwd", "fwd+bwd"), repeats=repeats)
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+def add_arguments(p) -> None:
+    p.add_argument("--lengths", type=int, nargs="+", default=None,
+                   help=f"sequence lengths (default {' '.join(map(str, SCAN_LENGTHS_FULL))}; "
+                        f"--quick: {SCAN_LENGTHS_QUICK[0]})")
+
+
+def run(args) -> dict:
+    lengths = args.lengths or (SCAN_LENGTHS_QUICK if args.quick else SCAN_LENGTHS_FULL)
+    modes = ("fwd",) if args.quick else ("fwd", "fwd+bwd")
+    return bench_selective_scan(args.device, tuple(lengths), modes, repeats=args.repeats)
+
+
+def targets(result: dict) -> dict:
+    """The issue's CPU targets at L=4096: C++ fwd >= 50x ref, <= 4x the stream time."""
+    rows = {(r["length"], r["mode"], r["backend"]): r for r in result["results"]}
+    cpp, ref = rows.get((4096, "fwd", "cpp")), rows.get((4096, "fwd", "ref"))
+    if not (cpp and ref):
+        return {}
+    speedup = ref["median_ms"] / cpp["median_ms"]
+    return {"cpp_fwd_speedup_vs_ref_L4096": speedup,
+            "cpp_fwd_x_stream_time_L4096": cpp["x_stream_time"],
+            "cpp_fwd_x_dram_stream_time_L4096": cpp["x_dram_stream_time"],
+            "speedup_met": speedup >= 50,
+            "stream_met": min(cpp["x_stream_time"], cpp["x_dram_stream_time"]) <= 4}

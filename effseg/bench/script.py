@@ -1,0 +1,139 @@
+"""The scaffold of every benchmark script under bench/ and of `effseg bench --op`: the
+malloc re-exec, the common flags (--device, --quick, --repeats, --threads, --out), one
+call into effseg/bench/<op>.py and the JSON under bench/results/.
+
+An op module provides run(args) -> result dict and targets(result) -> dict (the issue's
+goals as figures and flags), and optionally add_arguments(parser) for flags of its own.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+OPS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
+       "winograd_conv2d", "distance_transform", "losses")
+# Far above any buffer a benchmark allocates: glibc then keeps freed blocks for reuse.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
+MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
+               "MALLOC_TOP_PAD_", "LD_PRELOAD")
+
+
+def reexec_with_raised_malloc(args: list[str], label: str) -> None:
+    """Restart this process once with glibc's malloc thresholds raised, unless they are
+    set already (or EFFSEG_BENCH_NO_REEXEC=1). args: what follows the interpreter's flags
+    (a script path, or "-m", a module), then its arguments.
+
+    glibc's defaults return large freed blocks to the OS and page-faults them back on every
+    call (eager PyTorch 10-25x slower on the 2-core machines, ARCHITECTURE.md), and glibc reads the
+    thresholds only at start-up. allocator() records the setting in the JSON."""
+    if (not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None
+            or os.environ.get("EFFSEG_BENCH_NO_REEXEC")):
+        return
+    env = dict(os.environ, **MALLOC_ENV, EFFSEG_BENCH_MALLOC=f"{label} (re-executed with raised thresholds)")
+    # -P keeps the working folder (or the script's) off sys.path, so a stray torch.py there
+    # cannot load; Python 3.10 has no -P, and -I does the same (ignoring PYTHON* as well).
+    flag = "-P" if sys.version_info >= (3, 11) else "-I"
+    root = str(Path(__file__).resolve().parents[2])
+    if flag == "-P" and sys.path and os.path.realpath(sys.path[0] or os.getcwd()) == os.path.realpath(root):
+        # This effseg came from the folder -P drops (an uninstalled checkout): name it, so
+        # that the same effseg runs again.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, flag, *args], env)
+
+
+def allocator() -> dict:
+    env = {k: os.environ.get(k) for k in MALLOC_VARS}
+    return {"env": env, "set_by": os.environ.get("EFFSEG_BENCH_MALLOC") or
+            ("environment" if env["MALLOC_MMAP_THRESHOLD_"] else None)}
+
+
+def common_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per case, at least (default 5)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and effseg's C++ kernels (default: their own); "
+                        "the JSON name gets -t<threads>")
+    p.add_argument("--out", default=None,
+                   help="the JSON file (default: bench/results/<name>-<device>[-t<threads>][-quick].json)")
+    return p
+
+
+def result_path(results: Path, name: str, args: argparse.Namespace) -> Path:
+    """A quick run gets its own -quick name (git and bench/report.py ignore those), so
+    that it never overwrites a full run's result."""
+    if args.out:
+        return Path(args.out)
+    suffix = (f"-t{args.threads}" if args.threads else "") + ("-quick" if args.quick else "")
+    return Path(results) / f"{name}-{args.device}{suffix}.json"
+
+
+def threads_now() -> dict:
+    import torch
+
+    from .. import _native
+
+    return {"torch": torch.get_num_threads(),
+            "effseg": _native.require().get_num_threads() if _native.available() else None}
+
+
+def write_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def prepare(args: argparse.Namespace) -> argparse.Namespace:
+    """Act on the common flags before a run: the device must exist, --threads applies."""
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device} requested but torch sees no CUDA device")
+    if args.threads:
+        from .model_bench import set_threads
+
+        set_threads(args.threads)
+    return args
+
+
+def op_module(op: str):
+    if op not in OPS:
+        raise ValueError(f"op must be one of {', '.join(OPS)}; got {op!r}")
+    return importlib.import_module(f"{__package__}.{op}")
+
+
+def op_parser(op: str, doc: str | None = None) -> argparse.ArgumentParser:
+    mod = op_module(op)
+    p = common_parser(doc or mod.__doc__, getattr(mod, "QUICK_HELP", "tiny shapes, a smoke run"))
+    if hasattr(mod, "add_arguments"):
+        mod.add_arguments(p)
+    return p
+
+
+def run_op(op: str, argv: list[str], doc: str | None = None) -> tuple[dict, argparse.Namespace]:
+    """Parse argv with the op's parser, run it; the result with its targets, the arguments."""
+    args = prepare(op_parser(op, doc).parse_args(argv))
+    result = op_module(op).run(args)
+    result["targets"] = op_module(op).targets(result)
+    result.setdefault("threads", threads_now())
+    result["quick"] = bool(args.quick)
+    result["allocator"] = allocator()
+    return result, args
+
+
+def run_script(op: str, doc: str | None, results: Path, argv: list[str] | None = None) -> int:
+    """bench/bench_<op>.py: re-exec, run, print the targets, write the JSON."""
+    reexec_with_raised_malloc(sys.argv, f"bench/bench_{op}.py")
+    doc = f"{doc}\nThe code is effseg/bench/{op}.py (`effseg bench --op {op}` runs it too)."
+    result, args = run_op(op, sys.argv[1:] if argv is None else argv, doc)
+    print(json.dumps(result["targets"], indent=2))
+    print(f"wrote {write_json(result, result_path(results, op, args))}")
+    return 0

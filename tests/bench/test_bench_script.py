@@ -1,0 +1,51 @@
+"""effseg.bench.script, the scaffold of bench/bench_*.py and `effseg bench --op`."""
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from effseg.bench.script import OPS, op_parser, result_path
+
+CHILD = """
+import json, os, sys
+from effseg.bench.script import reexec_with_raised_malloc
+reexec_with_raised_malloc(sys.argv, "test")
+print(json.dumps({"path": sys.path, "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                  "by": os.environ.get("EFFSEG_BENCH_MALLOC"), "argv": sys.argv[1:]}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the re-exec is for glibc's malloc")
+def test_reexec_raises_thresholds_and_keeps_the_working_folder_off_sys_path(tmp_path):
+    script = tmp_path / "scripts" / "child.py"
+    script.parent.mkdir()
+    script.write_text(CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop("EFFSEG_BENCH_NO_REEXEC", None)
+    proc = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["mmap"] == "17179869184" and "re-executed" in got["by"] and got["argv"] == ["--quick"]
+    on_path = {os.path.realpath(p or os.getcwd()) for p in got["path"]}
+    assert str(tmp_path.resolve()) not in on_path  # the working folder
+    assert str(script.parent.resolve()) not in on_path  # the script's folder
+
+
+def test_result_names_say_device_threads_and_quick(tmp_path):
+    def args(**kw):
+        return Namespace(**{"device": "cpu", "threads": None, "quick": False, "out": None, **kw})
+
+    assert result_path(tmp_path, "losses", args()) == tmp_path / "losses-cpu.json"
+    assert result_path(tmp_path, "losses", args(threads=2, quick=True)) == tmp_path / "losses-cpu-t2-quick.json"
+    assert result_path(tmp_path, "losses", args(out="x.json")) == Path("x.json")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_takes_the_common_flags(op):
+    args = op_parser(op).parse_args(["--device", "cpu", "--quick", "--repeats", "2", "--threads", "1"])
+    assert (args.device, args.quick, args.repeats, args.threads, args.out) == ("cpu", True, 2, 1, None)

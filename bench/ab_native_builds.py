@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # see ARCHITECTURE.md, Performance method
-    os.environ.update(MALLOC_MMAP_THRESHOLD_="17179869184", MALLOC_TRIM_THRESHOLD_="17179869184")
-    os.execv(sys.executable, [sys.executable, "-P", *sys.argv])
+from effseg.bench.script import reexec_with_raised_malloc
+
+reexec_with_raised_malloc(sys.argv, "bench/ab_native_builds.py")
 
 import torch  # noqa: E402
 

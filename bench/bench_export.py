@@ -8,6 +8,13 @@ agreement figures measure quantisation error on untrained logits, which sit clos
 together than a trained model's: a lower bound for trained models, not a claim about them.
 Writes bench/results/export-cpu.json. Run:
     python bench/bench_export.py [--size 512] [--models unetformer abcnet] [--calib 8]
+
+--corpus instead exports the user-style models of tests/helpers/user_models.py (einsum
+attentions, every interpolate mode, adaptive pooling, MHA/SDPA, norms, grid_sample,
+window attention, a two-path net) with effseg (to_onnx) and with torch.onnx's own dynamo
+export where that works, and records export time, node count, ORT latency of both, and
+what check_tensorrt 10.3 finds fatal (bench/results/export-corpus-cpu.json). --quick
+runs three of them once, as a smoke test, not a measurement.
 """
 from __future__ import annotations
 
@@ -71,15 +78,85 @@ def bench_model(name: str, size: int, calib: np.ndarray, valid: np.ndarray, thre
     return row
 
 
+def _ort_ms(path, x, threads, repeats):
+    sess = ort_session(path, "cpu", threads)
+    feed = {sess.get_inputs()[0].name: x}
+    return round(median_ms(lambda: sess.run(None, feed), "cpu", repeats=repeats)["median_ms"], 3)
+
+
+def bench_corpus_model(name, ctor, shape, threads, tmp: Path, repeats: int) -> dict:
+    """effseg's to_onnx against torch.onnx.export(dynamo=True) on one user-style model."""
+    torch.manual_seed(0)
+    model = ctor().eval()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    row = {"model": name, "input": list(shape)}
+    ours = tmp / f"{name}.effseg.onnx"
+    t0 = time.perf_counter()
+    rep = to_onnx(model, ours, input_shape=shape)
+    row["effseg"] = {"export_s": round(time.perf_counter() - t0, 2), "nodes": rep.nodes,
+                     "rel_err": rep.parity["rel_err"],
+                     "trt10.3_fatal": len(fatal(check_tensorrt(ours, trt_version="10.3"))),
+                     "ort_ms": _ort_ms(ours, x.numpy(), threads, repeats)}
+    theirs = tmp / f"{name}.torch.onnx"
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (x,), str(theirs), dynamo=True, opset_version=17)
+        import onnx
+
+        row["torch_onnx"] = {"export_s": round(time.perf_counter() - t0, 2),
+                             "nodes": len(onnx.load(str(theirs)).graph.node),
+                             "trt10.3_fatal": len(fatal(check_tensorrt(theirs, trt_version="10.3"))),
+                             "ort_ms": _ort_ms(theirs, x.numpy(), threads, repeats)}
+    except Exception as exc:  # noqa: BLE001  torch.onnx failing on a user model is a result, not a crash
+        row["torch_onnx"] = {"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"}
+    return row
+
+
+def corpus_main(args) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.helpers.user_models import CORPUS
+
+    names = ["einsum_taylor", "psp_head", "interp_bicubic"] if args.quick else list(CORPUS)
+    threads = torch.get_num_threads()
+    result = {"bench": "export-corpus", "device": "cpu", "machine": machine("cpu"), "threads": threads,
+              "quick": args.quick,
+              "method": ("effseg.export.to_onnx (opset 17, fp32, ORT parity) vs torch.onnx.export(dynamo=True, "
+                         "opset 17) of the same eval model; ONNX Runtime CPU median_ms per file "
+                         f"(intra_op_num_threads={threads}); weights seed 0"), "rows": []}
+    out = Path(args.out if args.out != str(RESULTS / "export-cpu.json") else RESULTS / "export-corpus-cpu.json")
+    if args.quick:
+        out = Path(tempfile.gettempdir()) / "effseg-export-corpus-quick.json"
+    with tempfile.TemporaryDirectory(prefix="effseg-bench-corpus-") as tmp:
+        for name in names:
+            ctor, shape = CORPUS[name]
+            try:
+                row = bench_corpus_model(name, ctor, shape, threads, Path(tmp), 1 if args.quick else 20)
+            except Exception as exc:  # noqa: BLE001  one failing model is a row with its reason
+                row = {"model": name, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+            result["rows"].append(row)
+            print(json.dumps(row), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
 def main() -> int:
     reexec_with_raised_malloc(sys.argv, "bench/bench_export.py")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", action="store_true", help="user-style models vs torch.onnx's own export")
+    ap.add_argument("--quick", action="store_true", help="with --corpus: three models, one run each (smoke)")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--models", nargs="+", default=effseg.list_models())
     ap.add_argument("--calib", type=int, default=8, help="calibration images (default 8)")
     ap.add_argument("--valid", type=int, default=4, help="validation images (default 4)")
     ap.add_argument("--out", default=str(RESULTS / "export-cpu.json"))
     args = ap.parse_args()
+    if args.corpus:
+        return corpus_main(args)
+    if args.quick:
+        ap.error("--quick goes with --corpus")
     threads = torch.get_num_threads()
     calib = synthetic_images(args.calib, args.size, seed=1)
     valid = synthetic_images(args.valid, args.size, seed=2)

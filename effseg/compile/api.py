@@ -12,7 +12,7 @@ import torch
 from .._parity import check_parity
 from . import auto
 from .backends import BACKENDS, USABLE
-from .capture import capture
+from .capture import capture, capture_parts, with_parts
 
 BACKEND_NAMES = ("auto", *BACKENDS)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -40,7 +40,7 @@ class _Entry:
                "capture_s": round(c.capture_s, 3), "build_s": round(self.build_s, 3),
                "dynamic_dims": list(c.dynamic_dims)}
         if c.gm is None:
-            rec.update(failed_module=c.failed_module, error=c.error)
+            rec.update(failed_module=c.failed_module, error=c.error, parts=c.parts)
         if self.parity is not None:
             rec["parity"] = self.parity
         return rec
@@ -91,15 +91,8 @@ class CompiledModel:
         cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic,
                                            backend=self.backend)
         t0 = time.perf_counter()
-        if cap.gm is None and self._failed is not None:
-            runner = self._model
-        elif cap.gm is None:
-            self._failed = cap
-            warnings.warn(
-                f"effseg.compile could not capture module {cap.failed_module} of "
-                f"{type(self.eager).__name__} for input shape {tuple(x.shape)} ({cap.error}); "
-                "running the eager model for this shape", RuntimeWarning, stacklevel=3)
-            runner = self._model
+        if cap.gm is None:
+            runner, cap = self._partial(cap, x)
         else:
             runner = BACKENDS[self.backend](cap.gm, x, device=self.device, options=self._options)
         parity = None
@@ -121,6 +114,30 @@ class CompiledModel:
                 self._entries.popitem(last=False)
                 self.evictions += 1
         return entry
+
+    def _partial(self, cap, x):
+        """The whole model could not be captured: capture its submodules one by one and
+        run the model's own forward with those swapped in (eager where they fail)."""
+        first = self._failed is None
+        self._failed = cap  # the whole is not tried again at other shapes
+        try:
+            parts, eager = capture_parts(self._model, x, self.device, backend=self.backend)
+        except Exception as exc:  # noqa: BLE001  the eager forward with hooks failed: run eagerly
+            parts, eager = [], [("<children>", type(cap)(gm=None, error=f"{type(exc).__name__}: {exc}"))]
+        runners = {p.path: BACKENDS[self.backend](p.cap.gm, p.example, device=self.device, options=self._options)
+                   for p in parts}
+        part_cap = copy.copy(cap)
+        part_cap.parts = [{"module": p.path, "captured": True, "passes": p.cap.passes} for p in parts] + [
+            {"module": path, "captured": False, "failed_module": c.failed_module, "error": c.error}
+            for path, c in eager]
+        if first:
+            kept = ", ".join(p.path for p in parts) or "none"
+            warnings.warn(
+                f"effseg.compile could not capture module {cap.failed_module} of "
+                f"{type(self.eager).__name__} for input shape {tuple(x.shape)} ({cap.error}); "
+                f"its submodules are compiled one by one instead (compiled: {kept}; eager: "
+                f"{', '.join(p for p, _ in eager) or 'none'})", RuntimeWarning, stacklevel=4)
+        return (with_parts(self._model, runners) if runners else self._model), part_cap
 
     def _find(self, shape):
         """(entry, first_use) from the cache, or (None, False); marks it most recently used."""
@@ -279,7 +296,9 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
 
     check=True compares compiled and eager outputs on the example (and on each new input
     shape) and raises effseg.ParityError with the figures when they disagree. A model
-    torch.export cannot capture runs eagerly, with a RuntimeWarning naming the module.
+    torch.export cannot capture as a whole has its submodules captured one by one (the
+    model's own forward runs between them; what cannot be captured runs eagerly), with a
+    RuntimeWarning naming the module that stopped capture; report() lists the parts.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -4,9 +4,15 @@ Static capture (one graph per input shape) is the default: on this project's zoo
 costs 1-3 s per model, while Dim.AUTO batch/H/W export took up to ~70 s and batch 1
 specialises anyway (torch.export's 0/1 specialisation). dynamic=True asks for symbolic
 batch/H/W; dims the model pins (reshapes to window counts, ...) stay static.
+
+A model that cannot be captured as a whole (data-dependent control flow in one block)
+is not all eager: `capture_parts` captures its children one by one (recursing into a
+child that fails, a few levels deep) and `with_parts` runs the parent's Python forward
+with the captured children swapped in.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +27,7 @@ class Capture:
     capture_s: float = 0.0
     failed_module: str | None = None
     error: str | None = None
+    parts: list = field(default_factory=list)  # gm None: submodules captured on their own
 
 
 def _dynamic_spec(x: torch.Tensor):
@@ -42,33 +49,90 @@ def _user_input_names(ep) -> set:
 
 
 def failing_module(model: torch.nn.Module, x: torch.Tensor, dynamic: bool) -> str:
-    """Name the innermost submodule whose forward was running when export failed.
+    """Name the innermost submodule whose forward was running when export failed."""
+    from ..export.diagnose import failing_module as innermost
 
-    Export runs the Python forward (non-strict), so hooks see entry and exit; the last
-    module entered and not left is where tracing stopped.
-    """
-    stack: list = []
-    names = {m: f"{n or '<root>'} ({type(m).__name__})" for n, m in model.named_modules()}
+    return innermost(model, lambda: torch.export.export(
+        model, (x,), dynamic_shapes=_dynamic_spec(x) if dynamic else None))
+
+
+def child_inputs(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """{name: input} for each direct child that one eager forward calls exactly once with
+    a single tensor and no keywords: the children that can be captured on their own."""
+    seen: dict = {}
     handles = []
-
-    def enter(mod, args):
-        stack.append(names[mod])
-
-    def leave(mod, args, out):  # must return None, or it would replace the output
-        if stack:
-            stack.pop()
-
-    for mod in names:
-        handles.append(mod.register_forward_pre_hook(enter))
-        handles.append(mod.register_forward_hook(leave))
+    for name, child in model.named_children():
+        def hook(mod, args, kwargs, name=name):
+            ok = len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor)
+            seen[name] = None if name in seen or not ok else args[0].detach()
+        handles.append(child.register_forward_pre_hook(hook, with_kwargs=True))
     try:
-        torch.export.export(model, (x,), dynamic_shapes=_dynamic_spec(x) if dynamic else None)
-    except Exception:  # noqa: BLE001, S110  the failure itself was recorded by capture()
-        pass
+        with torch.no_grad():
+            model(x)
     finally:
         for h in handles:
             h.remove()
-    return stack[-1] if stack else f"<root> ({type(model).__name__})"
+    return {n: v for n, v in seen.items() if v is not None}
+
+
+@dataclass
+class Part:
+    """One submodule captured on its own while its parent could not be: path from the
+    root, the Capture, and its input at this specialisation."""
+
+    path: str
+    cap: Capture
+    example: torch.Tensor
+
+
+def capture_parts(model: torch.nn.Module, x: torch.Tensor, device, backend: str = "eager",
+                  prefix: str = "", depth: int = 3) -> tuple[list, list]:
+    """When `model` as a whole cannot be captured: capture each child that can be (on the
+    input it gets from the eager forward), and look inside those that cannot, down to
+    `depth` levels. Returns (captured Parts, [(path, failed Capture)] of the leaves that
+    stay eager)."""
+    parts, eager = [], []
+    for name, ex in child_inputs(model, x).items():
+        child = getattr(model, name)
+        path = f"{prefix}{name}"
+        cap = capture(child, ex, device, backend=backend)
+        if cap.gm is not None:
+            parts.append(Part(path, cap, ex))
+            continue
+        if depth > 1 and any(True for _ in child.children()):
+            sub_parts, sub_eager = capture_parts(child, ex, device, backend, f"{path}.", depth - 1)
+            if sub_parts:
+                parts += sub_parts
+                eager += sub_eager
+                continue
+        eager.append((path, cap))
+    return parts, eager
+
+
+def with_parts(model: torch.nn.Module, runners: dict) -> torch.nn.Module:
+    """A copy of `model` whose submodules at the paths of `runners` are replaced by them.
+    Only the modules on those paths are copied (shallow): weights stay shared."""
+    root = copy.copy(model)
+    root._modules = type(model._modules)(model._modules)
+    for path, runner in runners.items():
+        parent = root
+        *up, last = path.split(".")
+        for name in up:
+            child = copy.copy(parent._modules[name])
+            child._modules = type(child._modules)(child._modules)
+            parent._modules[name] = child
+            parent = child
+        parent._modules[last] = _Runner(runner)
+    return root
+
+
+class _Runner(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
 
 
 def capture(model: torch.nn.Module, x: torch.Tensor, device: torch.device,

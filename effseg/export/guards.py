@@ -109,7 +109,9 @@ def check_guard_shapes(path, model, guards, *, parity, limit: int = 3) -> list[d
             fig = parity(path, model, x)
         except ParityError as exc:
             raise ParityError(f"{exc}\nat input shape {list(shape)}, where the shape guard {guard} recorded "
-                              "while lowering is false: the export fixed a dynamic dimension", exc.figures) from exc
+                              "while tracing the model or lowering its ops is false: the export fixed a "
+                              "dynamic dimension (a Python `if` on a size, or a lowering that branches)",
+                              exc.figures) from exc
         except Exception as exc:
             raise RuntimeError(f"ONNX Runtime fails at input shape {list(shape)} where PyTorch runs; the shape "
                                f"guard {guard} recorded while lowering is false there, so the export fixed a "

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._parity import check_parity
+from .._parity import ParityError, check_parity
 from ..runtime.sessions import ort_session
 from .guards import check_guard_shapes, sample_shapes
 from .onnx import export_onnx, onnx_op_types
@@ -177,7 +177,16 @@ def to_onnx(model: nn.Module, path, *, input_shape, dynamic_batch: bool = False,
             # A dim that tracing silently fixed would only show at another size.
             other = (shape[0] + 1 if dynamic_batch else shape[0], shape[1],
                      *((d + m if d + m <= max_hw else max(m, d - m)) if dynamic_hw else d for d in shape[2:]))
-            fig = check_onnx_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
+            try:
+                fig = check_onnx_parity(path, model, torch.randn(other, generator=gen), dtype=dtype, argmax=argmax)
+            except ParityError as exc:
+                if not guards:
+                    raise
+                raise ParityError(f"{exc}\nat input shape {list(other)}; the export recorded shape guard(s) "
+                                  f"{'; '.join(sorted({g for g, _ in guards})[:3])}, false across the dynamic "
+                                  "range: the model (or a lowering) branches on the input size, so the graph "
+                                  "is only right where the traced branch is; export with fixed sizes or make "
+                                  "the branch unconditional", exc.figures) from exc
             report.parity["second_shape"] = {"shape": list(other), **fig}
             if guards:
                 _log(progress, f"checking {len({g[1] for g in guards if g[1]})} shape(s) where a lowering guard is false")

@@ -1,9 +1,9 @@
 """The extras say what users do, and the runtime installs without torch."""
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

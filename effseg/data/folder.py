@@ -10,7 +10,7 @@ import torch
 
 from .formats import IGNORE, default_palette, get_format
 from .rasters import raster_shape, read_label, read_raster
-from .stats import check_stats, compute_band_stats, normalize
+from .stats import compute_band_stats, to_sample
 
 META_FILE = "classes.json"
 
@@ -145,11 +145,4 @@ class SegFolder(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         item = self.raw(i)
-        where = f"{self.root} ({item['path']})"
-        mean, std = check_stats(self.stats, item["image"].shape[-1], where)
-        sample = {"image": normalize(item["image"], item["valid"], mean, std), "mask": item["mask"],
-                  "valid": item["valid"], "index": i}
-        if self.transform is not None:
-            sample = self.transform(sample)
-        return (torch.from_numpy(np.ascontiguousarray(sample["image"], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64)))
+        return to_sample(item, i, self.stats, self.transform, f"{self.root} ({item['path']})")

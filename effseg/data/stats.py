@@ -64,3 +64,17 @@ def normalize(image: np.ndarray, valid: np.ndarray, mean: np.ndarray, std: np.nd
     x = (image.astype(np.float64) - mean) / std
     x[~valid] = 0.0
     return np.ascontiguousarray(np.moveaxis(x.astype(np.float32), -1, 0))
+
+
+def to_sample(item: dict, index: int, stats, transform, where: str):
+    """One raw item (image (H, W, C), mask, valid) as the (image (C, H, W) float32, mask
+    int64) pair a dataset returns: normalised with `stats`, then `transform`ed."""
+    import torch
+
+    mean, std = check_stats(stats, item["image"].shape[-1], where)
+    sample = {"image": normalize(item["image"], item["valid"], mean, std), "mask": item["mask"],
+              "valid": item["valid"], "index": index}
+    if transform is not None:
+        sample = transform(sample)
+    return (torch.from_numpy(np.ascontiguousarray(sample["image"], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64)))

@@ -11,7 +11,7 @@ import torch
 from .folder import check_labels
 from .formats import IGNORE
 from .rasters import nodata_valid, rasterio_or_raise
-from .stats import check_stats, compute_band_stats, normalize
+from .stats import compute_band_stats, to_sample
 
 
 def _open(path):
@@ -157,13 +157,7 @@ class GeoWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         item = self.raw(i)
-        mean, std = check_stats(self.stats, item["image"].shape[-1], item["path"])
-        sample = {"image": normalize(item["image"], item["valid"], mean, std), "mask": item["mask"],
-                  "valid": item["valid"], "index": i}
-        if self.transform is not None:
-            sample = self.transform(sample)
-        return (torch.from_numpy(np.ascontiguousarray(sample["image"], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64)))
+        return to_sample(item, i, self.stats, self.transform, item["path"])
 
 
 def _starts(extent: int, size: int, stride: int) -> list[int]:

@@ -3,7 +3,9 @@ malloc re-exec, the common flags (--device, --quick, --repeats, --threads, --out
 call into effseg/bench/<op>.py and the JSON under bench/results/.
 
 An op module provides run(args) -> result dict and targets(result) -> dict (the issue's
-goals as figures and flags), and optionally add_arguments(parser) for flags of its own.
+goals as figures and flags), and optionally add_arguments(parser) for flags of its own and
+report(result, args) -> str, a summary printed after the JSON is written. STUDIES are
+modules of the same shape that are not kernel ops (not offered by `effseg bench --op`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 OPS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
        "winograd_conv2d", "distance_transform", "losses")
+STUDIES = ("train",)
 # Far above any buffer a benchmark allocates: glibc then keeps freed blocks for reuse.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
@@ -105,8 +108,8 @@ def prepare(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def op_module(op: str):
-    if op not in OPS:
-        raise ValueError(f"op must be one of {', '.join(OPS)}; got {op!r}")
+    if op not in OPS + STUDIES:
+        raise ValueError(f"op must be one of {', '.join(OPS + STUDIES)}; got {op!r}")
     return importlib.import_module(f"{__package__}.{op}")
 
 
@@ -132,8 +135,11 @@ def run_op(op: str, argv: list[str], doc: str | None = None) -> tuple[dict, argp
 def run_script(op: str, doc: str | None, results: Path, argv: list[str] | None = None) -> int:
     """bench/bench_<op>.py: re-exec, run, print the targets, write the JSON."""
     reexec_with_raised_malloc(sys.argv, f"bench/bench_{op}.py")
-    doc = f"{doc}\nThe code is effseg/bench/{op}.py (`effseg bench --op {op}` runs it too)."
+    doc = f"{doc}\nThe code is effseg/bench/{op}.py" + (f" (`effseg bench --op {op}` runs it too)." if op in OPS
+                                                    else ".")
     result, args = run_op(op, sys.argv[1:] if argv is None else argv, doc)
     print(json.dumps(result["targets"], indent=2))
     print(f"wrote {write_json(result, result_path(results, op, args))}")
+    if hasattr(op_module(op), "report"):
+        print(op_module(op).report(result, args))
     return 0

@@ -293,13 +293,17 @@ def _isa() -> dict | None:
     return dict(_native._C.build_info()) if _native.available() else None
 
 
+WHY_TEACHER = ("GeoSeg's UNetFormer, ResNet-18 encoder, 11.7 M parameters, vs the student's MobileNetV2 "
+               "depthwise variant, 2.1 M: the larger zoo net of the same family, whose training step on 2 CPU "
+               "cores measured about the student's, so the stronger model that still trains here")
+
+
 def method(s: dict) -> str:
+    why = WHY_TEACHER if (s["teacher"], s["student"]) == ("unetformer", "unetformer-dw") else "chosen by --teacher"
     return (
         f"Per dataset (effseg.data.fetch_sample, its spatial split, 128x128 tiles): a teacher "
-        f"{s['teacher']} (GeoSeg's UNetFormer, ResNet-18 encoder, 11.7 M parameters, vs the student "
-        f"{s['student']}'s 2.1 M depthwise variant: the larger zoo net of the same family, whose training "
-        f"step on 2 CPU cores costs about the student's, so it is the stronger model that still trains "
-        f"here) trained once, seed 0, for {s['teacher_budget']:g} s; then per seed 0..{s['seeds'] - 1} the "
+        f"{s['teacher']} ({why}) trained once, seed 0, for {s['teacher_budget']:g} s; then per seed "
+        f"0..{s['seeds'] - 1} the "
         f"student {s['student']} in each configuration ({', '.join(CONFIGS)}; KD = CE + 1.0 x the KD term "
         f"from the teacher's last checkpoint, tau 1, band 3), each through effseg.train.train with "
         f"max_time={s['budget']:g} s (a wall-clock budget, measured from the run's start, covering "

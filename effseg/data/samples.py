@@ -3,7 +3,6 @@
 converted into the folder layout with a spatial train/val split."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.bundle import sha256_file as sha256
 from .formats import IGNORE
 from .rasters import nodata_valid, open_raster, rasterio_or_raise
 
@@ -68,14 +68,6 @@ TRAIN_FRACTION = 2 / 3
 
 def cache_dir() -> Path:
     return Path(os.environ.get("EFFSEG_CACHE") or Path.home() / ".cache" / "effseg")
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check(path: Path, expected: str, what: str) -> None:

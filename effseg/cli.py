@@ -464,8 +464,8 @@ def main(argv=None) -> int:
                    help="also write DIR/<stem>_probs.tif: per-class probabilities as uint8 (p x 255)")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs (with overviews)")
     p.add_argument("--vector", default=None, choices=["geojson", "gpkg"],
-                   help="also write DIR/<stem>.geojson: one polygon per connected class region, in the raster's "
-                        "CRS (gpkg is refused: it needs pyogrio or fiona)")
+                   help="also write DIR/<stem>.geojson or DIR/<stem>.gpkg (GeoPackage): one polygon per connected "
+                        "class region, in the raster's CRS")
     p.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
                    help="Douglas-Peucker tolerance of --vector polygons in pixels (default 1; 0: exact outlines)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])

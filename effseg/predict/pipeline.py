@@ -35,7 +35,7 @@ class PredictOptions:
     batch: tiles per model call; tta: none | flip | d4; blend: cosine | linear ramps;
     bands (1-based) / replicate_grey: which raster bands feed the model; probs: also
     write <stem>_probs.tif; cog: write Cloud-Optimised GeoTIFFs; vector: also write
-    polygons (geojson), simplified at `simplify` pixels."""
+    polygons (geojson or gpkg), simplified at `simplify` pixels."""
     tile: int | None = None
     overlap: int | None = None
     batch: int = 4
@@ -61,10 +61,8 @@ class PredictOptions:
             raise ValueError(f"--tta must be one of {', '.join(TTA)}, got {self.tta!r}")
         if self.blend not in RAMPS:
             raise ValueError(f"--blend must be one of {', '.join(RAMPS)}, got {self.blend!r}")
-        if self.vector not in (None, "geojson"):
-            raise ValueError(f"--vector must be geojson, got {self.vector!r}"
-                             + (" (GeoPackage needs pyogrio or fiona, which effseg does not use)"
-                                if self.vector == "gpkg" else ""))
+        if self.vector not in (None, "geojson", "gpkg"):
+            raise ValueError(f"--vector must be geojson or gpkg, got {self.vector!r}")
         if not isinstance(self.simplify, (int, float)) or isinstance(self.simplify, bool) or self.simplify < 0:
             raise ValueError(f"--simplify must be a number of pixels >= 0, got {self.simplify!r}")
 

@@ -165,13 +165,25 @@ def _cmd_predict(args) -> int:
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
                                    in_channels=args.in_channels, tile=args.tile)
-        run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
-    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        if args.ray:
+            run = _predict_ray(args, predictor, opts, failed, done)
+        else:
+            run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
         print(f"effseg predict: error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(run.results)} raster(s) -> {args.out} ({predictor.backend})"
           + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
     return 1 if run.failed else 0
+
+
+def _predict_ray(args, predictor, opts, failed, done):
+    from .predict.ray_run import RayOptions, predict_files_ray
+
+    ropts = RayOptions(address=args.ray, workers=args.ray_workers, gpus=args.ray_gpus, cpus=args.ray_cpus)
+    kw = dict(backend=args.backend, threads=args.threads, nonfinite=args.nonfinite)
+    return predict_files_ray(predictor, args.input, args.out, opts, ropts, predictor_kwargs=kw, on_failure=failed,
+                             on_done=done)
 
 
 def _cmd_export(args) -> int:
@@ -477,6 +489,14 @@ def main(argv=None) -> int:
     p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
     p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--ray", default=None, metavar="auto|HOST:PORT|local",
+                   help="run on a Ray cluster (pip install 'effseg[ray]'): one task per raster, or strips of a single "
+                        "raster; outputs identical to a run without --ray. MODEL must be a bundle")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="Ray workers, one model each (default: one per node, or per --ray-gpus share of the GPUs)")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per Ray worker (0.5: two workers share a GPU)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, metavar="C", help="CPUs per Ray worker (default 1)")
     p.set_defaults(fn=_cmd_predict)
     p = sub.add_parser("data", help="real sample data: fetch and convert into the folder layout")
     dsub = p.add_subparsers(dest="data_command", required=True)

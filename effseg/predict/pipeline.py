@@ -147,9 +147,17 @@ def _progress(total: int, name: str, enabled: bool):
     return tqdm(total=total, unit="tile", desc=name, file=sys.stderr, leave=False)
 
 
-def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None) -> RasterResult:
+def label_format(predictor) -> tuple[np.dtype, int]:
+    """(class-map dtype, its nodata label): uint8 / 255 up to 255 classes, else uint16 / 65535."""
+    k = predictor.bundle.num_classes
+    return (np.dtype(np.uint8), 255) if k <= 255 else (np.dtype(np.uint16), 65535)
+
+
+def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None, *, fill=None) -> RasterResult:
     """Predict one raster into out_dir/<stem>.tif (and <stem>_probs.tif, <stem>.geojson
-    when asked). The output appears only when complete (written under a temporary name)."""
+    when asked). The output appears only when complete (written under a temporary name).
+    fill: what computes and writes the rows (default: this process's reader / model /
+    writer threads; ray_run passes one that gathers strips from Ray workers)."""
     opts = opts or PredictOptions()
     opts.check()
     path, out = Path(path), Path(out_dir)
@@ -160,8 +168,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
     if opts.probs and labels_model:
         raise ValueError("--probs needs a bundle whose model outputs logits; this one outputs labels "
                          "(output.kind 'labels')")
-    label_dtype = np.uint8 if k <= 255 else np.uint16
-    nodata_label = 255 if k <= 255 else 65535
+    label_dtype, nodata_label = label_format(predictor)
     final = out / output_name(path)
     probs_final = out / f"{path.stem}_probs.tif" if opts.probs else None
     t0 = time.perf_counter()
@@ -181,7 +188,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
                 probs_writer = ClassMapWriter(
                     tmp_probs, src, count=k, nodata=None, tags=class_tags(predictor.bundle.classes),
                     band_tags=[{"class": c, "scale": "probability x 255"} for c in predictor.bundle.classes])
-            tiles = _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
+            tiles = (fill or _run_stages)(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
                                 labels_model, path.name)
             writer.close()
             writer = None
@@ -221,13 +228,10 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
 
 def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model,
                 name) -> int:
-    th, tw = blender.th, blender.tw
-    k = predictor.bundle.num_classes
     stages = _Stages()
     q_in: queue.Queue = queue.Queue(maxsize=opts.prefetch)
     q_out: queue.Queue = queue.Queue(maxsize=opts.prefetch)
     tiles = blender.tiles
-    file_nodata = src.nodata
 
     def reader():
         try:
@@ -235,9 +239,7 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
             for i, j in tiles:
                 if stages.stop.is_set():
                     return
-                px, valid = src.read_tile(blender.ys[i], blender.xs[j], th, tw)
-                mask = predictor.nodata_mask(px, valid, file_nodata)
-                batch.append((i, j, predictor.prepare(px, mask), mask))
+                batch.append(read_tile(predictor, src, blender, i, j))
                 if len(batch) == opts.batch:
                     stages.put(q_in, batch)
                     batch = []
@@ -263,7 +265,7 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
                     blender.add(i, j, logits, mask)
                     seen += 1
                     if seen % per_row == 0:
-                        r1 = _write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype)
+                        r1 = write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype)
                         blender.advance(i)
                         if bar is not None:
                             mp = r1 * blender.w / 1e6 / max(time.perf_counter() - t_start, 1e-9)
@@ -282,13 +284,7 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
             item = stages.get(q_in)
             if item is _DONE or stages.stop.is_set():
                 break
-            live = [n for n, t in enumerate(item) if t[3] is None or not t[3].all()]
-            logits = np.zeros((len(item), k, th, tw), np.float32)
-            if live:
-                # A tile that is nodata throughout has no answer to compute.
-                x = np.stack([item[n][2] for n in live])
-                logits[live] = run_tta(predictor.run_batch, x, opts.tta, k, labels_model)
-            stages.put(q_out, [(i, j, logits[n], mask) for n, (i, j, _, mask) in enumerate(item)])
+            stages.put(q_out, batch_logits(predictor, item, opts.tta, labels_model))
     except BaseException as exc:  # noqa: BLE001
         stages.fail(exc)
     finally:
@@ -302,7 +298,28 @@ def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_labe
     return len(tiles)
 
 
-def _write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype) -> int:
+def read_tile(predictor, src, blender, i: int, j: int) -> tuple:
+    """(i, j, model input, nodata mask or None) of tile (i, j)."""
+    px, valid = src.read_tile(blender.ys[i], blender.xs[j], blender.th, blender.tw)
+    mask = predictor.nodata_mask(px, valid, src.nodata)
+    return i, j, predictor.prepare(px, mask), mask
+
+
+def batch_logits(predictor, item: list, tta: str, labels_model: bool) -> list:
+    """One batch of read_tile results -> [(i, j, logits, mask)]. The batch is what the
+    model sees in one call: runs that must agree bit for bit (ray_run) form the same ones."""
+    k = predictor.bundle.num_classes
+    th, tw = item[0][2].shape[-2:]
+    live = [n for n, t in enumerate(item) if t[3] is None or not t[3].all()]
+    logits = np.zeros((len(item), k, th, tw), np.float32)
+    if live:
+        # A tile that is nodata throughout has no answer to compute.
+        x = np.stack([item[n][2] for n in live])
+        logits[live] = run_tta(predictor.run_batch, x, tta, k, labels_model)
+    return [(i, j, logits[n], mask) for n, (i, j, _, mask) in enumerate(item)]
+
+
+def write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype) -> int:
     """Class map (and probabilities) of the rows tile row i completed, computed in column
     chunks: a full-width float copy of the strip would be the largest buffer of the run."""
     r0, r1 = blender.row_span(i)
@@ -324,12 +341,29 @@ def _write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype) -> 
     return r1
 
 
+def failure_reason(exc: BaseException) -> str:
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, (OSError, MemoryError)) or "rasterio" in type(exc).__module__:
+        reason = f"{type(exc).__name__}: {reason}"
+    return reason
+
+
+def claim_output(taken: dict, f: Path) -> None:
+    """Two inputs with one stem would write one file: the second is refused."""
+    key = output_name(f).casefold()
+    if key in taken:
+        raise FileExistsError(f"its output {output_name(f)} was already written in this run for "
+                              f"{taken[key]}; not overwriting (rename one of them)")
+    taken[key] = f
+
+
 def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None, *, on_error: str = "report",
-                  on_failure=None, on_done=None) -> PredictRun:
+                  on_failure=None, on_done=None, fill=None) -> PredictRun:
     """Every raster the INPUT arguments name (see expand_inputs) -> out_dir. on_error
     'report': a raster that fails is recorded (and passed to on_failure(path, reason))
     and the others go on; 'raise': the first error propagates. A bad bundle always ends
-    the run. Two inputs with one stem would write one file: the second is refused."""
+    the run. Two inputs with one stem would write one file: the second is refused.
+    fill: see predict_raster."""
     opts = opts or PredictOptions()
     opts.check()
     tile_geometry(predictor, opts.tile, opts.overlap)  # an argument error, before any raster is touched
@@ -340,12 +374,8 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
     taken: dict[str, Path] = {}
     for f in files:
         try:
-            key = output_name(f).casefold()
-            if key in taken:
-                raise FileExistsError(f"its output {output_name(f)} was already written in this run for "
-                                      f"{taken[key]}; not overwriting (rename one of them)")
-            taken[key] = f
-            r = predict_raster(predictor, f, out, opts)
+            claim_output(taken, f)
+            r = predict_raster(predictor, f, out, opts, fill=fill)
             run.results.append(r)
             if on_done is not None:
                 on_done(r)
@@ -354,9 +384,7 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
         except Exception as exc:  # noqa: BLE001  one bad raster must not end the run
             if on_error == "raise":
                 raise
-            reason = str(exc) or type(exc).__name__
-            if isinstance(exc, (OSError, MemoryError)) or "rasterio" in type(exc).__module__:
-                reason = f"{type(exc).__name__}: {reason}"
+            reason = failure_reason(exc)
             run.failed.append((f, reason))
             if on_failure is not None:
                 on_failure(f, reason)

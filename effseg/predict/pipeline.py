@@ -188,8 +188,9 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None,
                 probs_writer = ClassMapWriter(
                     tmp_probs, src, count=k, nodata=None, tags=class_tags(predictor.bundle.classes),
                     band_tags=[{"class": c, "scale": "probability x 255"} for c in predictor.bundle.classes])
-            tiles = (fill or _run_stages)(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
-                                labels_model, path.name)
+            run_rows = fill or _run_stages
+            tiles = run_rows(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
+                             labels_model, path.name)
             writer.close()
             writer = None
             if probs_writer:

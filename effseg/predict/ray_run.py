@@ -25,7 +25,7 @@ import pickle
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -120,16 +120,18 @@ class _Worker:
             (self.dir / "bundle" / name).parent.mkdir(parents=True, exist_ok=True)
             (self.dir / "bundle" / name).write_bytes(data)
         self.predictor = Predictor(self.dir / "bundle", **predictor_kwargs)
-        self.opts = opts
+        # A worker's progress bar would only reach the driver as interleaved log lines.
+        self.opts = replace(opts, progress=False)
 
 
 class RasterWorker(_Worker):
     """Batch rows {index, path} -> {index, result}: result pickles the written files'
-    bytes and the raster's numbers, or the reason it failed."""
+    bytes and the raster's numbers, or the reason it failed. (One pickled column: Ray
+    Data's tensor columns need one shape per block, and strips and files differ.)"""
 
     def __call__(self, batch: dict) -> dict:
         results = []
-        for index, path in zip(batch["index"], batch["path"]):
+        for path in batch["path"]:
             out = Path(tempfile.mkdtemp(dir=self.dir))
             try:
                 r = predict_raster(self.predictor, path, out, self.opts)
@@ -226,7 +228,8 @@ def _map(ray, ds, cls, ropts: RayOptions, n: int, **kwargs):
 
 
 def _ray_fill(ray, ropts: RayOptions, files: dict, predictor_kwargs: dict, path: Path, workers: int,
-              predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model, name) -> int:
+              predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model,
+              name) -> int:
     """predict_raster's fill: strips computed by Ray workers, written here in order."""
     items = [{"strip": s, "a": a, "b": b}
              for s, (a, b) in enumerate(strips(len(blender.ys), workers * ropts.strips_per_worker))]

@@ -145,6 +145,8 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    if not getattr(args, "videos_done", False) and _has_video(args):
+        return _cmd_predict_video(args)
     # Only effseg.runtime and effseg.predict for a bundle: this path must work without torch.
     from .predict.model import load_predictor
     from .predict.pipeline import PredictOptions, predict_files
@@ -172,6 +174,64 @@ def _cmd_predict(args) -> int:
     print(f"{len(run.results)} raster(s) -> {args.out} ({predictor.backend})"
           + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
     return 1 if run.failed else 0
+
+
+def _has_video(args) -> bool:
+    from .predict.video_inputs import split_video_inputs
+
+    if getattr(args, "camera", None) is not None or not args.input:
+        return True
+    try:
+        return bool(split_video_inputs(args.input)[1])
+    except (ValueError, FileNotFoundError):
+        return True  # a bad video argument: the video path reports it
+
+
+def _cmd_predict_video(args) -> int:
+    """The video files, cameras and streams among INPUT (effseg.predict.video); rasters
+    given alongside go on through _cmd_predict afterwards."""
+    from .predict.model import load_predictor
+    from .predict.pipeline import PredictOptions
+    from .predict.video import VideoOptions, predict_videos
+    from .predict.video_inputs import split_video_inputs
+    from .runtime.bundle import BundleError
+
+    def failed(label, reason):
+        print(f"effseg predict: error: {label}: {reason}", file=sys.stderr, flush=True)
+
+    def done(r):
+        outs = ", ".join(p for p in (r.overlay, r.masks and f"{r.masks}/ ({r.frames} masks)") if p)
+        print(f"{r.input} -> {outs or r.summary}: {r.frames} frames {r.width}x{r.height} in {r.seconds:.1f} s, "
+              f"{r.fps_end_to_end:.1f} fps end-to-end (decode + infer + encode), {r.fps_engine:.1f} fps engine "
+              f"only (model calls){'; interrupted' if r.interrupted else ''}", flush=True)
+
+    try:
+        rasters, videos = split_video_inputs(args.input, args.camera)
+        if not rasters and not videos:
+            raise ValueError("no INPUT: give raster or video files, cam:N, a stream URL, or --camera N")
+        opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
+                              bands=args.bands, replicate_grey=args.replicate_grey)
+        vopts = VideoOptions(masks=not args.no_masks, overlay=not args.no_overlay, alpha=args.overlay_alpha,
+                             max_frames=args.max_frames, progress=not args.no_progress)
+        opts.check()
+        vopts.check()
+        if not rasters and (args.probs or args.cog or args.vector):
+            raise ValueError("--probs, --cog and --vector make GeoTIFF and vector outputs of rasters; a video gets "
+                             "frame masks, an overlay video and a summary")
+        predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
+                                   nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
+                                   in_channels=args.in_channels, tile=args.tile)
+        run = predict_videos(predictor, videos, args.out, opts, vopts, on_failure=failed, on_done=done)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"effseg predict: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(run.results)} video(s) -> {args.out} ({predictor.backend})"
+          + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
+    code = 1 if run.failed else 0
+    if rasters:
+        args.input, args.camera, args.videos_done = rasters, None, True
+        code = max(code, _cmd_predict(args))
+    return code
 
 
 def _cmd_export(args) -> int:
@@ -447,7 +507,9 @@ def main(argv=None) -> int:
                     "temporary bundle first). Exit status 1 when a raster failed (reported, the others go on), "
                     "2 when the model or an argument is wrong.")
     p.add_argument("model", metavar="MODEL", help="bundle folder, or a checkpoint with --arch")
-    p.add_argument("input", nargs="+", metavar="INPUT", help="raster files, folders or globs ('**' recurses)")
+    p.add_argument("input", nargs="*", metavar="INPUT",
+                   help="raster files, folders or globs ('**' recurses); video files (.mp4 .avi .mov .mkv), "
+                        "cameras (cam:0) or stream URLs (rtsp://, http(s)://)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--tile", type=int, default=None,
                    help="tile side for dynamic-size bundles (default: meta.json tile.size; a multiple of 32)")
@@ -477,6 +539,16 @@ def main(argv=None) -> int:
     p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
     p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    v = p.add_argument_group("video and camera streams (DIR/<stem>/frame_000000.png masks, DIR/<stem>_overlay.mp4, "
+                             "DIR/<stem>_video.json; needs effseg[video])")
+    v.add_argument("--camera", type=int, default=None, metavar="N", help="also read camera N (as INPUT cam:N)")
+    v.add_argument("--no-masks", action="store_true", help="no per-frame class mask PNGs")
+    v.add_argument("--no-overlay", action="store_true", help="no overlay video")
+    v.add_argument("--overlay-alpha", type=float, default=0.5, metavar="A",
+                   help="weight of the class colours in the overlay (0-1, default 0.5)")
+    v.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after N frames (cameras and live streams never end by themselves; Ctrl-C also "
+                        "stops cleanly)")
     p.set_defaults(fn=_cmd_predict)
     p = sub.add_parser("data", help="real sample data: fetch and convert into the folder layout")
     dsub = p.add_subparsers(dest="data_command", required=True)

@@ -1,40 +1,15 @@
-"""In-memory images (video frames, camera grabs) through the raster pipeline: the same
-tiles, test-time augmentation, batching and blended overlaps as a GeoTIFF, so a frame
-and the same pixels saved as a PNG get the same class map, bit for bit."""
+"""In-memory images (video frames, camera grabs) through the runtime's one tile engine
+(effseg.runtime.tiled): the same tiles, test-time augmentation, batching and blended
+overlaps as a GeoTIFF, so a frame and the same pixels saved as a PNG get the same class
+map, bit for bit. What this adds: predict's options and the frame checks' wording."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
 
-from ..runtime.tiling import reflect_index
-from .blend import RowBlender
-from .pipeline import PredictOptions, _run_stages, tile_geometry
-
-
-class ArraySource:
-    """An (H, W, C) array seen as the pipeline's reader sees a RasterSource."""
-
-    def __init__(self, image: np.ndarray, valid: np.ndarray | None = None, nodata=None):
-        self.image, self.valid, self.nodata = image, valid, nodata
-        self.height, self.width = image.shape[:2]
-
-    def read_tile(self, y: int, x: int, th: int, tw: int) -> tuple[np.ndarray, np.ndarray | None]:
-        # Reflection past the bottom/right, as RasterSource.read_tile does: a tile that
-        # sticks out must hold the same pixels whichever source it came from.
-        ri = reflect_index(y, y + th, self.height)[:, None]
-        ci = reflect_index(x, x + tw, self.width)[None, :]
-        return self.image[ri, ci], None if self.valid is None else self.valid[ri, ci]
-
-
-class ArraySink:
-    """The class map the pipeline's writer fills row block by row block."""
-
-    def __init__(self, h: int, w: int, dtype):
-        self.labels = np.empty((h, w), dtype)
-
-    def write_rows(self, r0: int, rows: np.ndarray) -> None:
-        self.labels[r0:r0 + rows.shape[0]] = rows
+from ..runtime import tiled
+from .pipeline import PredictOptions
 
 
 def check_frame(predictor, image, name: str = "image") -> np.ndarray:
@@ -72,13 +47,5 @@ def predict_array(predictor, image: np.ndarray, opts: PredictOptions | None = No
         if np.shape(valid) != (h, w):
             raise ValueError(f"valid must be an (H, W) = {(h, w)} mask, got shape {np.shape(valid)}")
         valid = np.asarray(valid, bool)
-    (th, tw), overlap = tile_geometry(predictor, opts.tile, opts.overlap)
-    k = predictor.bundle.num_classes
-    label_dtype = np.uint8 if k <= 255 else np.uint16
-    nodata_label = 255 if k <= 255 else 65535
-    blender = RowBlender(h, w, (th, tw), overlap, k, opts.blend)
-    sink = ArraySink(h, w, label_dtype)
-    labels_model = predictor.bundle.output["kind"] == "labels"
-    _run_stages(predictor, ArraySource(image, valid, nodata), blender, sink, None, opts, nodata_label, label_dtype,
-                labels_model, name)
-    return sink.labels
+    labels, _ = tiled.predict_array(predictor, image, valid=valid, nodata=nodata, options=opts.tiling())
+    return labels

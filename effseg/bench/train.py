@@ -46,6 +46,9 @@ BATCH = 8
 # buildings has 3x the val tiles), and per dataset the forest and throughput parts
 # (settings' dataset_overhead_s): estimates, used only for the planned duration printed first.
 OVERHEAD_PER_RUN_S = 4.0
+# Seconds per student step on 2 idle cores (unetformer-dw, batch 8, 128x128: 109 steps in the
+# 40 s runs of bench/results/train-cpu.json): only for the planned duration with --steps.
+SECONDS_PER_STEP = 0.37
 QUICK_HELP = "3 s per run, 1 seed, landcover only, the forest on 2,000 pixels (about a minute)"
 
 
@@ -58,6 +61,14 @@ def add_arguments(p) -> None:
                                                    f"(default {DEFAULTS['student']})")
     p.add_argument("--teacher", default=None, help=f"zoo model of the KD teacher (default {DEFAULTS['teacher']})")
     p.add_argument("--teacher-budget", type=float, default=None, help="seconds for the teacher (default 2x --budget)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps per student run instead of --budget seconds (whole epochs, rounded up "
+                        "per dataset): a budget the machine's load cannot change, so the accuracy runs need "
+                        "no quiet machine")
+    p.add_argument("--teacher-steps", type=int, default=None, help="with --steps: the teacher's (default 2x --steps)")
+    p.add_argument("--throughput", default="run", choices=["run", "skip", "only"],
+                   help="the effseg-vs-plain-loop images/s part: run it (default), skip it (accuracy only, e.g. "
+                        "on a busy machine), or run only it (on a quiet machine)")
     p.add_argument("--rf-pixels", type=int, default=None, help="training pixels the forest is fit on "
                                                               f"(default {DEFAULTS['rf_pixels']:,})")
     p.add_argument("--rf-trees", type=int, default=None, help=f"trees in the forest (default {DEFAULTS['rf_trees']})")
@@ -75,6 +86,11 @@ def settings(args) -> dict:
         raise ValueError(f"--datasets: {unknown or 'none'}; expected some of {', '.join(SAMPLES)}")
     s["budget"] = float(s["budget"])
     s["teacher_budget"] = float(getattr(args, "teacher_budget", None) or 2 * s["budget"])
+    s["steps"] = getattr(args, "steps", None)
+    s["teacher_steps"] = getattr(args, "teacher_steps", None) or (2 * s["steps"] if s["steps"] else None)
+    if s["steps"] is not None and not (s["steps"] >= 1 and s["teacher_steps"] >= 1):
+        raise ValueError(f"--steps and --teacher-steps must be >= 1, got {s['steps']} and {s['teacher_steps']}")
+    s["throughput"] = getattr(args, "throughput", None) or "run"
     if not (s["budget"] > 0 and s["seeds"] >= 1 and s["rf_pixels"] >= 100 and s["rf_trees"] >= 1):
         raise ValueError(f"--budget > 0, --seeds >= 1, --rf-pixels >= 100, --rf-trees >= 1; got {s}")
     return s
@@ -82,7 +98,12 @@ def settings(args) -> dict:
 
 def plan(s: dict) -> dict:
     runs = len(s["datasets"]) * len(CONFIGS) * s["seeds"]
-    budget = len(s["datasets"]) * s["teacher_budget"] + runs * s["budget"]
+    if s.get("steps"):
+        budget = (len(s["datasets"]) * s["teacher_steps"] + runs * s["steps"]) * SECONDS_PER_STEP
+    else:
+        budget = len(s["datasets"]) * s["teacher_budget"] + runs * s["budget"]
+    if s.get("throughput") == "only":
+        runs, budget = 0, 0.0
     total = (budget + (runs + len(s["datasets"])) * OVERHEAD_PER_RUN_S
              + len(s["datasets"]) * s["dataset_overhead_s"])
     return {"student_runs": runs, "teacher_runs": len(s["datasets"]), "training_budget_s": budget,
@@ -132,17 +153,30 @@ def _scores(r: dict) -> dict:
     return {k: r.get(k) for k in ("miou", "boundary_iou", "oa", "f1", "per_class_iou")}
 
 
-def train_run(root, model: str, out: Path, budget: float, seed: int, device: str, **extra) -> dict:
-    """One effseg.train.train run of `budget` seconds, scored by evaluate on its last checkpoint."""
-    cfg = TrainConfig(model=model, data=str(root), out=str(out), max_time=budget, batch=BATCH, seed=seed,
-                      device=device, progress=False, **extra)
+def epochs_for(steps: int, train_tiles: int) -> int:
+    """Whole epochs that hold at least `steps` optimiser steps at batch BATCH (the last
+    batch of an epoch is the partial one)."""
+    return max(1, math.ceil(steps / math.ceil(train_tiles / BATCH)))
+
+
+def train_run(root, model: str, out: Path, budget: float, seed: int, device: str, steps: int | None = None,
+              **extra) -> dict:
+    """One effseg.train.train run of `budget` seconds (or of the whole epochs that hold
+    `steps` steps, when given), scored by evaluate on its last checkpoint."""
+    limit = {"max_time": budget}
+    if steps is not None:
+        limit = {"epochs": epochs_for(steps, len(SegFolder(root, "train")))}
+        budget = None
+    cfg = TrainConfig(model=model, data=str(root), out=str(out), batch=BATCH, seed=seed,
+                      device=device, progress=False, **limit, **extra)
     t0 = time.perf_counter()
     summary = effseg_train(cfg)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     scores = evaluate(out / "last.ckpt", root, "val", device=device)
     epochs = summary["epochs"]
-    return {"model": model, "seed": seed, "budget_s": budget, "loss": cfg.loss, "kd": cfg.kd,
+    return {"model": model, "seed": seed, "budget_s": budget, "budget_epochs": limit.get("epochs"),
+            "loss": cfg.loss, "kd": cfg.kd,
             "epochs": len(epochs), "steps": int(sum(e["steps"] for e in epochs)),
             "train_final_epoch_miou": epochs[-1].get("miou") if epochs else None,
             "train_s": train_s, "evaluate_s": time.perf_counter() - t1, **_scores(scores)}
@@ -255,14 +289,17 @@ def _fmt(s: dict | None, digits: int = 3) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"## Training under a fixed CPU budget ({result['settings']['budget']:g} s per run, "
-             f"{result['settings']['seeds']} seed(s), student {result['settings']['student']})", ""]
+    st = result["settings"]
+    per_run = f"{st['steps']} steps" if st.get("steps") else f"{st['budget']:g} s"
+    lines = [f"## Training under a fixed CPU budget ({per_run} per run, "
+             f"{st['seeds']} seed(s), student {st['student']})", ""]
     for ds, configs in result["summary"].items():
         t = result["teachers"].get(ds)
         lines += [f"### {ds} ({result['data'][ds]['split']})", "",
                   "| config | seeds | steps | mIoU | Boundary IoU | OA |", "|---|---|---|---|---|---|"]
         if t:
-            lines.append(f"| teacher {t['model']} ({t['budget_s']:g} s) | 1 | {t['steps']} | {_num(t['miou'])} | "
+            size = f"{t['budget_s']:g} s" if t.get("budget_s") else f"{t['budget_epochs']} epochs"
+            lines.append(f"| teacher {t['model']} ({size}) | 1 | {t['steps']} | {_num(t['miou'])} | "
                          f"{_num(t['boundary_iou'])} | {_num(t['oa'])} |")
         for name, row in configs.items():
             lines.append(f"| {name} | {len(row['seeds'])} | {_fmt(row['steps'], 0)} | {_fmt(row['miou'])} | "
@@ -298,17 +335,29 @@ WHY_TEACHER = ("GeoSeg's UNetFormer, ResNet-18 encoder, 11.7 M parameters, vs th
                "cores measured about the student's, so the stronger model that still trains here")
 
 
+def _budget_text(s: dict) -> tuple[str, str]:
+    """(the teacher's budget, the students' limit) in the method's words."""
+    if s.get("steps"):
+        return (f"{s['teacher_steps']} optimiser steps (whole epochs, rounded up)",
+                f"epochs = the whole epochs that hold {s['steps']} optimiser steps on the dataset's train split "
+                f"(a budget in steps, which the machine's load cannot change; the runs' wall seconds are "
+                f"recorded as train_s), cosine over those steps")
+    return (f"{s['teacher_budget']:g} s",
+            f"max_time={s['budget']:g} s (a wall-clock budget, measured from the run's start, covering "
+            f"everything train() does in it: steps, per-epoch validation, checkpoints; the run stops after the "
+            f"step that crosses it), cosine over the budget")
+
+
 def method(s: dict) -> str:
     why = WHY_TEACHER if (s["teacher"], s["student"]) == ("unetformer", "unetformer-dw") else "chosen by --teacher"
+    teacher_budget, limit = _budget_text(s)
     return (
         f"Per dataset (effseg.data.fetch_sample, its spatial split, 128x128 tiles): a teacher "
-        f"{s['teacher']} ({why}) trained once, seed 0, for {s['teacher_budget']:g} s; then per seed "
+        f"{s['teacher']} ({why}) trained once, seed 0, for {teacher_budget}; then per seed "
         f"0..{s['seeds'] - 1} the "
         f"student {s['student']} in each configuration ({', '.join(CONFIGS)}; KD = CE + 1.0 x the KD term "
         f"from the teacher's last checkpoint, tau 1, band 3), each through effseg.train.train with "
-        f"max_time={s['budget']:g} s (a wall-clock budget, measured from the run's start, covering "
-        f"everything train() does in it: steps, per-epoch validation, checkpoints; the run stops after the "
-        f"step that crosses it), batch {BATCH}, AdamW lr 6e-4, cosine over the budget, whole tiles with "
+        f"{limit}, batch {BATCH}, AdamW lr 6e-4, whole tiles with "
         f"flips/rot90. Scores: effseg.train.evaluate on the run's last checkpoint (not best.ckpt: that "
         f"is chosen on val, the only held-out split), val split, mIoU, per-class IoU, Boundary IoU, OA; "
         f"mean +- sample std over seeds. Floor: sklearn RandomForestClassifier ({s['rf_trees']} trees, "
@@ -341,7 +390,15 @@ def run(args) -> dict:
             meta = fetch_sample(ds)
             root = meta["root"]
             data[ds] = {k: meta.get(k) for k in ("split", "train", "val", "skipped", "tile", "classes", "source")}
-            t = train_run(root, s["teacher"], work / ds / "teacher", s["teacher_budget"], 0, args.device)
+            if s["throughput"] == "only":
+                train_ds = SegFolder(root, "train")
+                tps[ds] = throughput(root, s["student"], len(train_ds.stats["mean"]), s["tp_steps"],
+                                     work / ds / "throughput", args.device, effseg_first=d_i % 2 == 0,
+                                     abba=not args.quick)
+                print(f"[{ds}] throughput: effseg/plain = {tps[ds]['ratio']:.2f}", flush=True)
+                continue
+            t = train_run(root, s["teacher"], work / ds / "teacher", s["teacher_budget"], 0, args.device,
+                          steps=s["teacher_steps"])
             teachers[ds] = {**t, "dataset": ds}
             print(f"[{ds}] teacher {s['teacher']}: {t['steps']} steps, mIoU {_num(t['miou'])}", flush=True)
             ckpt = str(work / ds / "teacher" / "last.ckpt")
@@ -349,7 +406,7 @@ def run(args) -> dict:
                 for name, extra in CONFIGS.items():
                     kw = dict(extra, teacher=ckpt) if "kd" in extra else dict(extra)
                     r = train_run(root, s["student"], work / ds / f"{name}-s{seed}", s["budget"], seed,
-                                  args.device, **kw)
+                                  args.device, steps=s["steps"], **kw)
                     runs.append({"dataset": ds, "config": name, **r})
                     print(f"[{ds}] seed {seed} {name}: {r['steps']} steps, mIoU {_num(r['miou'])}, "
                           f"BIoU {_num(r['boundary_iou'])}", flush=True)
@@ -360,6 +417,8 @@ def run(args) -> dict:
                 forests.append({"dataset": ds, "config": "random-forest", "seed": seed, **f})
                 print(f"[{ds}] seed {seed} random forest: mIoU {_num(f['miou'])} (fit {f['fit_s']:.1f} s, "
                       f"predict {f['predict_s']:.1f} s)", flush=True)
+            if s["throughput"] == "skip":
+                continue
             bands = len(train_ds.stats["mean"])
             tps[ds] = throughput(root, s["student"], bands, s["tp_steps"], work / ds / "throughput", args.device,
                                  effseg_first=d_i % 2 == 0, abba=not args.quick)

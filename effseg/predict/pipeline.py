@@ -1,31 +1,33 @@
-"""Huge-image inference: a reader thread reads and normalises tile windows, the calling
-thread runs the model on batches of tiles (with test-time augmentation), a writer thread
-blends them row by row and writes finished block rows. Bounded queues between the three
-keep the model busy while I/O runs and keep memory to a few batches plus one tile row
-of logits, whatever the raster's area.
+"""Huge-image inference: rasters read window by window through the runtime's one tile
+engine (effseg.runtime.tiled: a reader thread, the model on batches of tiles with
+test-time augmentation, a writer thread blending row by row) into tiled GeoTIFFs
+written one block row at a time, so memory does not grow with the raster's area; or,
+with format "png" (`effseg run`), whole images in, label and colour PNGs out.
 """
 from __future__ import annotations
 
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..runtime.blend import RowBlender
 from ..runtime.bundle import BundleError
-from .blend import RAMPS, RowBlender
+from ..runtime.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_max_pixels, read_raster
+from ..runtime.tiled import (TILE_MULTIPLE, TileOptions, finished_labels, plan_tiles, predict_array, run_tiles,
+                             tile_geometry, tile_reader)
+from ..runtime.tiling import tile_starts
 from .geotiff import ClassMapWriter, RasterSource, class_tags, gdal_env, replace, to_cog
-from .inputs import expand_inputs, output_name
-from .tta import TTA, run_tta
+from .inputs import RASTER_EXTENSIONS, expand_inputs, output_name
+from .label_png import output_paths, write_label_pngs
 
-_DONE = object()
-# The stride of the zoo encoders' deepest feature map: dynamic-size models take multiples of it.
-TILE_MULTIPLE = 32
-# Columns per step when turning blended logits into classes: bounds the float temporaries.
-_CHUNK = 2048
+__all__ = ["FORMATS", "TILE_MULTIPLE", "PredictOptions", "PredictRun", "RasterResult", "predict_files",
+           "predict_image", "predict_raster", "tile_geometry"]
+# tif: georeferenced class maps read and written window by window; png: `effseg run`'s
+# <file name>_labels.png + _color.png from whole images in memory.
+FORMATS = ("tif", "png")
 
 
 @dataclass
@@ -35,7 +37,9 @@ class PredictOptions:
     batch: tiles per model call; tta: none | flip | d4; blend: cosine | linear ramps;
     bands (1-based) / replicate_grey: which raster bands feed the model; probs: also
     write <stem>_probs.tif; cog: write Cloud-Optimised GeoTIFFs; vector: also write
-    polygons (geojson or gpkg), simplified at `simplify` pixels."""
+    polygons (geojson or gpkg), simplified at `simplify` pixels. format: tif (GeoTIFF
+    class maps) or png (label + colour PNGs, whole images read into memory, refused past
+    max_pixels; None: no limit)."""
     tile: int | None = None
     overlap: int | None = None
     batch: int = 4
@@ -49,18 +53,22 @@ class PredictOptions:
     simplify: float = 1.0
     progress: bool = True
     prefetch: int = 4
+    format: str = "tif"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def tiling(self) -> TileOptions:
+        return TileOptions(tile=self.tile, overlap=self.overlap, batch=self.batch, tta=self.tta, blend=self.blend,
+                           prefetch=self.prefetch)
 
     def check(self) -> None:
-        for name in ("tile", "overlap"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "tile" else 0)):
-                raise ValueError(f"--{name} must be an integer >= {1 if name == 'tile' else 0}, got {v!r}")
-        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
-            raise ValueError(f"--batch must be a positive integer (tiles per model call), got {self.batch!r}")
-        if self.tta not in TTA:
-            raise ValueError(f"--tta must be one of {', '.join(TTA)}, got {self.tta!r}")
-        if self.blend not in RAMPS:
-            raise ValueError(f"--blend must be one of {', '.join(RAMPS)}, got {self.blend!r}")
+        self.tiling().check()
+        if self.format not in FORMATS:
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.format == "png":
+            asked = [f for f, on in (("--probs", self.probs), ("--cog", self.cog), ("--vector", self.vector)) if on]
+            if asked:
+                raise ValueError(f"{', '.join(asked)} write GeoTIFF / vector files: use --format tif")
+        check_max_pixels(self.max_pixels)
         if self.vector not in (None, "geojson", "gpkg"):
             raise ValueError(f"--vector must be geojson or gpkg, got {self.vector!r}")
         if not isinstance(self.simplify, (int, float)) or isinstance(self.simplify, bool) or self.simplify < 0:
@@ -88,55 +96,6 @@ class PredictRun:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def tile_geometry(predictor, tile: int | None, overlap: int | None) -> tuple[tuple[int, int], int]:
-    inp = predictor.bundle.input
-    meta_tile = predictor.bundle.meta["tile"]
-    if inp["dynamic_hw"]:
-        if tile is not None and tile % TILE_MULTIPLE:
-            raise ValueError(f"--tile must be a multiple of {TILE_MULTIPLE} (the stride of the encoders' deepest "
-                             f"feature map), got {tile}")
-        th = tw = tile or meta_tile["size"]
-    else:
-        th, tw = inp["height"], inp["width"]
-        if tile is not None and (tile, tile) != (th, tw):
-            raise ValueError(f"--tile {tile}: this bundle's model takes only {th}x{tw} tiles (a static input size); "
-                             "leave --tile out, or export with --dynamic-hw for other tile sizes")
-    ov = meta_tile["overlap"] if overlap is None else overlap
-    ov = min(ov, min(th, tw) // 2) if overlap is None else ov
-    if not 0 <= ov <= min(th, tw) // 2:
-        raise ValueError(f"--overlap must be between 0 and half the {th}x{tw} tile ({min(th, tw) // 2}), got {ov}")
-    return (th, tw), ov
-
-
-class _Stages:
-    """Error plumbing for the three stages: the first exception stops them all and is
-    re-raised in the calling thread."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-
-    def fail(self, exc: BaseException) -> None:
-        self.errors.append(exc)
-        self.stop.set()
-
-    def put(self, q: queue.Queue, item) -> None:
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                pass
-
-    def get(self, q: queue.Queue):
-        while True:
-            try:
-                return q.get(timeout=0.05)
-            except queue.Empty:
-                if self.stop.is_set():
-                    return _DONE
-
-
 def _progress(total: int, name: str, enabled: bool):
     if not enabled:
         return None
@@ -162,7 +121,6 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None,
     opts.check()
     path, out = Path(path), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (th, tw), overlap = tile_geometry(predictor, opts.tile, opts.overlap)
     k = predictor.bundle.num_classes
     labels_model = predictor.bundle.output["kind"] == "labels"
     if opts.probs and labels_model:
@@ -180,7 +138,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None,
         writer = probs_writer = None
         try:
             h, w = src.height, src.width
-            blender = RowBlender(h, w, (th, tw), overlap, k, opts.blend)
+            blender = raster_blender(predictor, src, opts)
             writer = ClassMapWriter(tmp, src, count=1, nodata=nodata_label, dtype=label_dtype,
                                     palette=predictor.bundle.palette if k <= 255 else None,
                                     tags=class_tags(predictor.bundle.classes))
@@ -188,7 +146,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None,
                 probs_writer = ClassMapWriter(
                     tmp_probs, src, count=k, nodata=None, tags=class_tags(predictor.bundle.classes),
                     band_tags=[{"class": c, "scale": "probability x 255"} for c in predictor.bundle.classes])
-            run_rows = fill or _run_stages
+            run_rows = fill or fill_rows
             tiles = run_rows(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
                              labels_model, path.name)
             writer.close()
@@ -227,135 +185,86 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None,
     return RasterResult(path, final, probs_final, vector_path, tiles, time.perf_counter() - t0, h * w / 1e6)
 
 
-def _run_stages(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model,
-                name) -> int:
-    stages = _Stages()
-    q_in: queue.Queue = queue.Queue(maxsize=opts.prefetch)
-    q_out: queue.Queue = queue.Queue(maxsize=opts.prefetch)
-    tiles = blender.tiles
+def raster_blender(predictor, src, opts: PredictOptions) -> RowBlender:
+    """The tile grid and accumulator of a raster: predict_raster's, and each Ray strip's
+    (ray_run), which must be the same for the strips to add up to the same file."""
+    h, w = src.height, src.width
+    return RowBlender(h, w, *plan_tiles(predictor, h, w, opts.tiling()), predictor.bundle.num_classes, opts.blend)
 
-    def reader():
-        try:
-            batch = []
-            for i, j in tiles:
-                if stages.stop.is_set():
-                    return
-                batch.append(read_tile(predictor, src, blender, i, j))
-                if len(batch) == opts.batch:
-                    stages.put(q_in, batch)
-                    batch = []
-            if batch:
-                stages.put(q_in, batch)
-        except BaseException as exc:  # noqa: BLE001  re-raised in the calling thread
-            stages.fail(exc)
-        finally:
-            stages.put(q_in, _DONE)
 
-    bar = _progress(len(tiles), name, opts.progress)
-    t_start = time.perf_counter()
+def fill_rows(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model, name,
+              *, rows: tuple[int, int] | None = None) -> int:
+    """predict_raster's default fill: the tiles through the runtime's engine (run_tiles),
+    each finished band of rows handed to writer.write_rows(r0, labels) (and the
+    probabilities to probs_writer's). rows: only what tile rows [a, b) complete, as
+    in the whole run (run_tiles' rows; ray_run's strips). Returns the tiles run."""
+    def emit(i):
+        r0, _, labels, probs = finished_labels(blender, i, label_dtype, nodata_label, probs_writer is not None)
+        writer.write_rows(r0, labels)
+        if probs is not None:
+            probs_writer.write_rows(r0, probs)
 
-    def write():
-        try:
-            per_row = len(blender.xs)
-            seen = 0
-            while True:
-                item = stages.get(q_out)
-                if item is _DONE:
-                    return
-                for i, j, logits, mask in item:
-                    blender.add(i, j, logits, mask)
-                    seen += 1
-                    if seen % per_row == 0:
-                        r1 = write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype)
-                        blender.advance(i)
-                        if bar is not None:
-                            mp = r1 * blender.w / 1e6 / max(time.perf_counter() - t_start, 1e-9)
-                            bar.set_postfix_str(f"{mp:.2f} MP/s", refresh=False)
-                if bar is not None:
-                    bar.update(len(item))
-        except BaseException as exc:  # noqa: BLE001  re-raised in the calling thread
-            stages.fail(exc)
-
-    threads = [threading.Thread(target=reader, name="effseg-read", daemon=True),
-               threading.Thread(target=write, name="effseg-write", daemon=True)]
-    for t in threads:
-        t.start()
+    bar = _progress(len(blender.tiles), name, opts.progress)
     try:
-        while True:
-            item = stages.get(q_in)
-            if item is _DONE or stages.stop.is_set():
-                break
-            stages.put(q_out, batch_logits(predictor, item, opts.tta, labels_model))
-    except BaseException as exc:  # noqa: BLE001
-        stages.fail(exc)
+        return run_tiles(blender, tile_reader(predictor, src, blender), predictor.run_batch, emit,
+                         classes=predictor.bundle.num_classes, labels_model=labels_model, batch=opts.batch,
+                         tta=opts.tta, prefetch=opts.prefetch, bar=bar, rows=rows)
     finally:
-        stages.put(q_out, _DONE)
-        for t in threads:
-            t.join()
         if bar is not None:
             bar.close()
-    if stages.errors:
-        raise stages.errors[0]
-    return len(tiles)
 
 
-def read_tile(predictor, src, blender, i: int, j: int) -> tuple:
-    """(i, j, model input, nodata mask or None) of tile (i, j)."""
-    px, valid = src.read_tile(blender.ys[i], blender.xs[j], blender.th, blender.tw)
-    mask = predictor.nodata_mask(px, valid, src.nodata)
-    return i, j, predictor.prepare(px, mask), mask
+def predict_image(predictor, path, out_dir, opts: PredictOptions | None = None) -> RasterResult:
+    """Predict one image file (PNG, JPEG, BMP, .npy; TIFF too, through rasterio when it is
+    installed, else Pillow) read whole into memory: out_dir/<file name>_labels.png and
+    _color.png (see label_png). Torch- and rasterio-free: `effseg run` on an edge device."""
+    opts = opts or PredictOptions(format="png")
+    opts.check()
+    path, out = Path(path), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    r = read_raster(path, predictor.channels, bands=opts.bands, replicate_grey=opts.replicate_grey,
+                    max_pixels=opts.max_pixels)
+    h, w = r.pixels.shape[:2]
+    (th, tw), (oy, ox) = plan_tiles(predictor, h, w, opts.tiling())
+    bar = _progress(len(tile_starts(h, th, oy)) * len(tile_starts(w, tw, ox)), path.name, opts.progress)
+    try:
+        labels, tiles = predict_array(predictor, r.pixels, valid=r.valid, nodata=r.nodata, options=opts.tiling(),
+                                      bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    paths = output_paths(out, path)
+    write_label_pngs(predictor, labels, paths)
+    return RasterResult(path, paths[0], None, None, tiles, time.perf_counter() - t0, h * w / 1e6)
 
 
-def batch_logits(predictor, item: list, tta: str, labels_model: bool) -> list:
-    """One batch of read_tile results -> [(i, j, logits, mask)]. The batch is what the
-    model sees in one call: runs that must agree bit for bit (ray_run) form the same ones."""
-    k = predictor.bundle.num_classes
-    th, tw = item[0][2].shape[-2:]
-    live = [n for n, t in enumerate(item) if t[3] is None or not t[3].all()]
-    logits = np.zeros((len(item), k, th, tw), np.float32)
-    if live:
-        # A tile that is nodata throughout has no answer to compute.
-        x = np.stack([item[n][2] for n in live])
-        logits[live] = run_tta(predictor.run_batch, x, tta, k, labels_model)
-    return [(i, j, logits[n], mask) for n, (i, j, _, mask) in enumerate(item)]
-
-
-def write_rows(blender, i, writer, probs_writer, nodata_label, label_dtype) -> int:
-    """Class map (and probabilities) of the rows tile row i completed, computed in column
-    chunks: a full-width float copy of the strip would be the largest buffer of the run."""
-    r0, r1 = blender.row_span(i)
-    nodata = blender.nodata_rows(i)
-    labels = np.empty((r1 - r0, blender.w), label_dtype)
-    probs = None if probs_writer is None else np.empty((blender.acc.shape[0], r1 - r0, blender.w), np.uint8)
-    for c0 in range(0, blender.w, _CHUNK):
-        c1 = min(c0 + _CHUNK, blender.w)
-        logits = blender.blended(i, c0, c1)
-        labels[:, c0:c1] = logits.argmax(axis=0)
-        if probs is not None:
-            e = np.exp(logits - logits.max(axis=0, keepdims=True))
-            probs[:, :, c0:c1] = np.rint(e * (255.0 / e.sum(axis=0, keepdims=True)))
-    labels[nodata] = nodata_label
-    writer.write_rows(r0, labels)
-    if probs is not None:
-        probs[:, nodata] = 0
-        probs_writer.write_rows(r0, probs)
-    return r1
+def output_names(path: Path, fmt: str) -> list[str]:
+    """The files an input writes in DIR (the class map first)."""
+    if fmt == "png":
+        return [p.name for p in output_paths(Path(), path)]
+    return [output_name(path)]
 
 
 def failure_reason(exc: BaseException) -> str:
+    """What a failed input's line says: the exception's message, with its type where the
+    message alone would not tell (I/O, memory, GDAL and ONNX Runtime errors)."""
     reason = str(exc) or type(exc).__name__
-    if isinstance(exc, (OSError, MemoryError)) or "rasterio" in type(exc).__module__:
+    module = type(exc).__module__
+    if isinstance(exc, (OSError, MemoryError)) or "rasterio" in module or module.startswith("onnxruntime"):
         reason = f"{type(exc).__name__}: {reason}"
     return reason
 
 
-def claim_output(taken: dict, f: Path) -> None:
-    """Two inputs with one stem would write one file: the second is refused."""
-    key = output_name(f).casefold()
-    if key in taken:
-        raise FileExistsError(f"its output {output_name(f)} was already written in this run for "
-                              f"{taken[key]}; not overwriting (rename one of them)")
-    taken[key] = f
+def claim_output(taken: dict, f: Path, fmt: str = "tif") -> None:
+    """Records the files input f writes in taken ({casefolded name: input}), or refuses f
+    when one of them was already written in this run (it would be overwritten)."""
+    names = output_names(f, fmt)
+    clash = [taken[n.casefold()] for n in names if n.casefold() in taken]
+    if clash:
+        raise FileExistsError(f"its output {', '.join(names)} was already written in this run for "
+                              f"{clash[0]}; not overwriting (rename one of them)")
+    taken.update((n.casefold(), f) for n in names)
 
 
 def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None, *, on_error: str = "report",
@@ -363,20 +272,26 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
     """Every raster the INPUT arguments name (see expand_inputs) -> out_dir. on_error
     'report': a raster that fails is recorded (and passed to on_failure(path, reason))
     and the others go on; 'raise': the first error propagates. A bad bundle always ends
-    the run. Two inputs with one stem would write one file: the second is refused.
+    the run. Two inputs whose outputs share a name (a.tif and a.png in tif format; names
+    differing only in case) would write one file: the second is refused. opts.format
+    picks the outputs, and which files a folder INPUT lists: rasters (tif) or the
+    images the runtime reads (png: also .bmp and .npy).
     fill: see predict_raster."""
     opts = opts or PredictOptions()
     opts.check()
+    if on_error not in ("report", "raise"):
+        raise ValueError(f"on_error must be one of report, raise, got {on_error!r}")
     tile_geometry(predictor, opts.tile, opts.overlap)  # an argument error, before any raster is touched
-    files = expand_inputs(inputs)
+    png = opts.format == "png"
+    files = expand_inputs(inputs, IMAGE_EXTENSIONS if png else RASTER_EXTENSIONS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = PredictRun()
     taken: dict[str, Path] = {}
     for f in files:
         try:
-            claim_output(taken, f)
-            r = predict_raster(predictor, f, out, opts, fill=fill)
+            claim_output(taken, f, opts.format)
+            r = predict_image(predictor, f, out, opts) if png else predict_raster(predictor, f, out, opts, fill=fill)
             run.results.append(r)
             if on_done is not None:
                 on_done(r)

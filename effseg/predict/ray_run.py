@@ -6,12 +6,11 @@ writes them into --out. One raster: its tile rows are cut into strips; a worker 
 the class-map rows of a strip and the driver writes the strips in order through the
 ordinary writer. Either way the files are byte-identical to a single-process run:
 
-- a strip's rows are blended from every tile row that touches them, added in the same
-  order onto the same zeroed accumulator (RowBlender), so the float sums are the same;
-- the model sees the same batches: a strip also runs the tiles that share a model call
-  with its own at its ends (batch i holds tiles [i * batch, (i + 1) * batch) in
-  row-major order, as in the single-process reader), so no answer depends on where a
-  strip was cut;
+- a strip is the runtime's one tile engine (effseg.runtime.tiled.run_tiles) asked for a
+  range of tile rows: its rows are blended from every tile row that touches them, added
+  in the same order onto the same zeroed accumulator, so the float sums are the same;
+  and the model sees the same batches (the tiles sharing a model call with the strip's
+  at its ends are run too), so no answer depends on where a strip was cut;
 - the driver writes whole rows in order, so the GeoTIFF's blocks are the same.
 
 The bundle travels with the job (its files, a few MB): workers need effseg and the
@@ -32,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.bundle import META_NAME
-from .blend import RowBlender
+from ..runtime.tiled import tile_geometry
 from .geotiff import RasterSource, gdal_env
-from .inputs import expand_inputs
-from .pipeline import (PredictOptions, PredictRun, RasterResult, batch_logits, claim_output, failure_reason,
-                       label_format, predict_files, predict_raster, read_tile, tile_geometry, write_rows)
+from .inputs import RASTER_EXTENSIONS, expand_inputs
+from .pipeline import (PredictOptions, PredictRun, RasterResult, claim_output, failure_reason, fill_rows,
+                       label_format, predict_files, predict_raster, raster_blender)
 
 RAY_HINT = 'pip install "effseg[ray]"'
 
@@ -182,33 +181,16 @@ class _Rows:
 
 
 def strip_rows(predictor, src, opts: PredictOptions, a: int, b: int) -> tuple[int, np.ndarray, np.ndarray | None]:
-    """The class-map rows (and uint8 probability rows with opts.probs) that tile rows
-    [a, b) complete, exactly as the single-process run computes them."""
-    (th, tw), overlap = tile_geometry(predictor, opts.tile, opts.overlap)
-    k = predictor.bundle.num_classes
+    """(first row, class-map rows, uint8 probability rows with opts.probs, else None) that
+    tile rows [a, b) complete, exactly as the single-process run computes them: the
+    runtime's engine with a row range (run_tiles' rows: halo tile rows above, whole
+    model batches at both ends)."""
+    blender = raster_blender(predictor, src, opts)
     label_dtype, nodata_label = label_format(predictor)
     labels_model = predictor.bundle.output["kind"] == "labels"
-    blender = RowBlender(src.height, src.width, (th, tw), overlap, k, opts.blend)
-    nrows, ncols = len(blender.ys), len(blender.xs)
-    if not 0 <= a < b <= nrows:
-        raise ValueError(f"tile rows [{a}, {b}) are not within the raster's {nrows} tile rows")
-    # The first tile row that reaches row ys[a]: rows above ys[a] are not this strip's.
-    a0 = a
-    while a0 > 0 and blender.ys[a0 - 1] + th > blender.ys[a]:
-        a0 -= 1
-    lo, hi = a0 * ncols, b * ncols
-    tiles = blender.tiles
     labels, probs = _Rows(), (_Rows() if opts.probs else None)
-    for start in range(lo - lo % opts.batch, hi, opts.batch):
-        item = [read_tile(predictor, src, blender, i, j) for i, j in tiles[start:start + opts.batch]]
-        for n, (i, j, logits, mask) in enumerate(batch_logits(predictor, item, opts.tta, labels_model)):
-            if not lo <= start + n < hi:
-                continue
-            blender.add(i, j, logits, mask)
-            if j == ncols - 1:
-                if i >= a:
-                    write_rows(blender, i, labels, probs, nodata_label, label_dtype)
-                blender.advance(i)
+    fill_rows(predictor, src, blender, labels, probs, replace(opts, progress=False), nodata_label, label_dtype,
+              labels_model, f"tile rows {a}-{b}", rows=(a, b))
     return labels.r0, labels.rows(), None if probs is None else probs.rows()
 
 
@@ -261,10 +243,17 @@ def predict_files_ray(predictor, inputs, out_dir, opts: PredictOptions | None = 
     ropts = ropts or RayOptions()
     opts.check()
     ropts.check()
+    if opts.format != "tif":
+        # The strips are rows of a GeoTIFF written in order here; PNG outputs are made whole.
+        raise ValueError(f"--ray writes GeoTIFF class maps (--format tif), not --format {opts.format}")
+    if on_error not in ("report", "raise"):
+        raise ValueError(f"on_error must be one of report, raise, got {on_error!r}")
     tile_geometry(predictor, opts.tile, opts.overlap)
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, RASTER_EXTENSIONS)
     payload = bundle_files(predictor)
     kw = dict(predictor_kwargs or {})
+    # The workers' models must cut the tiles as this one does (plan_tiles reads .tile).
+    kw.setdefault("tile", getattr(predictor, "tile", None))
     ray = connect(ropts)
     ray.data.DataContext.get_current().enable_progress_bars = bool(opts.progress)
     workers = worker_count(ray, ropts)

@@ -10,12 +10,9 @@ from .bundle import Bundle, BundleError, load_bundle
 from .bundle_models import OrtModel, TrtModel, check_output
 from .images import DEFAULT_MAX_PIXELS, check_bands, check_max_pixels, read_raster
 from .pixels import PixelPrep
-from .tiling import pad_reflect, stream_tiled_labels, stream_tiled_logits
+from .tiled import TileOptions, predict_array
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-# Whole-image runs of dynamic-size models pad to this multiple: the stride of the
-# deepest feature map of the zoo's encoders.
-PAD_MULTIPLE = 32
 _COLOR_ROWS = 256
 
 
@@ -46,9 +43,12 @@ class Predictor:
 
     backend: "onnxruntime", "tensorrt" (the bundle's engine; an error if it cannot run
     here), or "auto": the engine when it can run, else ONNX Runtime with a warning saying
-    why. providers and threads go to ONNX Runtime. tile: None tiles only when a
-    static-size model gets another size; True also tiles dynamic-size models (large
-    images), False never tiles (the image must then match a static model's size).
+    why. providers and threads go to ONNX Runtime. Images run through the one tile
+    engine (effseg.runtime.tiled, the same as `effseg run` and `effseg predict`): tiles of
+    the model's size (static) or of meta.json tile.size (dynamic), blended. tile: None
+    cuts a dynamic model's tiles down to an image smaller than them (one pass, padded to
+    a multiple of 32); True never does; False never tiles: a dynamic model takes the
+    whole image in one pass, a static one only images of its own size.
 
     nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
     in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
@@ -107,7 +107,8 @@ class Predictor:
         """The label of nodata pixels: 255 (uint8 maps, up to 255 classes), else 65535."""
         return 255 if self.bundle.num_classes <= 255 else 65535
 
-    def _check_image(self, image) -> np.ndarray:
+    def check_image(self, image) -> np.ndarray:
+        """image as an (H, W, C) array this model takes, or the error saying why not."""
         if not isinstance(image, np.ndarray):
             raise TypeError(f"image must be a numpy array (H, W, C), got {type(image).__name__}")
         if image.ndim == 2 and self.channels == 1:
@@ -155,19 +156,6 @@ class Predictor:
         kind, k = self.bundle.output["kind"], self.bundle.num_classes
         return np.stack([check_output(out[i:i + 1], kind, k, x.shape[2:]) for i in range(len(x))])
 
-    def _plan(self, h: int, w: int) -> str:
-        inp = self.bundle.input
-        if self.tile:
-            return "tile"
-        if inp["dynamic_hw"]:
-            return "whole"
-        if (h, w) == (inp["height"], inp["width"]):
-            return "exact"
-        if self.tile is False:
-            raise ValueError(f"image is {h}x{w}, but the model takes {inp['height']}x{inp['width']} "
-                             "and tiling is off (tile=False)")
-        return "tile"
-
     def _tile_hw(self) -> tuple[int, int]:
         inp = self.bundle.input
         if inp["dynamic_hw"]:
@@ -175,57 +163,25 @@ class Predictor:
             return size, size
         return inp["height"], inp["width"]
 
-    def _bands(self, image: np.ndarray, mask: np.ndarray | None):
-        """Yields (r0, r1, output rows r0..r1): (K, rows, W) logits or (rows, W) labels."""
-        h, w = image.shape[:2]
-        kind = self.bundle.output["kind"]
-        plan = self._plan(h, w)
-
-        def rows(idx):
-            return self._prep(image[idx], None if mask is None else mask[idx])
-
-        if plan == "tile":
-            stream = stream_tiled_logits if kind == "logits" else stream_tiled_labels
-            yield from stream(h, w, rows, self._run_one, self._tile_hw(), self.bundle.meta["tile"]["overlap"])
-            return
-        x = rows(np.arange(h))
-        if plan == "whole":
-            ph, pw = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-            x = pad_reflect(x, ph, pw)
-        out = self._run_one(x)
-        yield 0, h, out[..., :h, :w]
-
     def _mask(self, image, valid, nodata):
         return self._prep.nodata_mask(image, valid, self.bundle.nodata if nodata is None else nodata)
 
-    def predict_logits(self, image: np.ndarray, *, valid=None, nodata=None) -> np.ndarray:
+    def predict_logits(self, image: np.ndarray, *, valid=None, nodata=None,
+                       options: TileOptions | None = None) -> np.ndarray:
         """(H, W, C) image -> (K, H, W) float32 logits (bundles whose output kind is
         "logits"); NaN at nodata pixels (see predict)."""
         if self.bundle.output["kind"] != "logits":
             raise ValueError("this bundle's model outputs labels (output.kind 'labels'), not logits")
-        image = self._check_image(image)
-        mask = self._mask(image, valid, nodata)
-        out = np.empty((self.bundle.num_classes,) + image.shape[:2], np.float32)
-        for r0, r1, band in self._bands(image, mask):
-            out[:, r0:r1] = band
-        if mask is not None:
-            out[:, mask] = np.nan
-        return out
+        return predict_array(self, image, valid=valid, nodata=nodata, options=options, logits=True)[0]
 
-    def predict(self, image: np.ndarray, *, valid=None, nodata=None) -> np.ndarray:
+    def predict(self, image: np.ndarray, *, valid=None, nodata=None, options: TileOptions | None = None) -> np.ndarray:
         """(H, W, C) image in the bundle's pixel units (uint8 0-255 unless meta.json says
         otherwise) -> (H, W) class map, uint8 (int32 beyond 255 classes), nodata_label at
         nodata pixels: NaN/Inf ones, those whose bands all equal `nodata` (default: the
-        bundle's input.nodata), and those where `valid` (H, W) is False."""
-        image = self._check_image(image)
-        mask = self._mask(image, valid, nodata)
-        labels = np.empty(image.shape[:2], self.label_dtype)
-        logits = self.bundle.output["kind"] == "logits"
-        for r0, r1, band in self._bands(image, mask):
-            labels[r0:r1] = band.argmax(axis=0) if logits else band
-        if mask is not None:
-            labels[mask] = self.nodata_label
-        return labels
+        bundle's input.nodata), and those where `valid` (H, W) is False. options
+        (effseg.runtime.tiled.TileOptions): tile size, overlap, batch, TTA and blending,
+        as `effseg predict` takes them."""
+        return predict_array(self, image, valid=valid, nodata=nodata, options=options)[0]
 
     def read(self, path):
         """An image file as (pixels, valid, nodata) for predict, with this predictor's
@@ -240,7 +196,7 @@ class Predictor:
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """(H, W) class map -> (H, W, 3) uint8 colours from the bundle's palette; nodata
-        pixels black (run() also makes them transparent)."""
+        pixels black (the colour PNGs of `effseg run` also make them transparent)."""
         labels = np.asarray(labels)
         if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be an (H, W) integer class map, got {labels.dtype} {tuple(labels.shape)}")
@@ -257,11 +213,3 @@ class Predictor:
             out[r0:r0 + _COLOR_ROWS] = self._palette[np.where(nodata, 0, lab)]
             out[r0:r0 + _COLOR_ROWS][nodata] = 0
         return out
-
-    def run(self, input_path, out_dir, progress: bool = True, on_error: str = "report", on_failure=None):
-        """Predict an image file or every image of a folder; writes <file name>_labels.png
-        and <file name>_color.png in out_dir (see effseg.runtime.folder_run). Returns a
-        RunResult: the files written and the images that failed, with why."""
-        from .folder_run import run_folder
-
-        return run_folder(self, input_path, out_dir, progress=progress, on_error=on_error, on_failure=on_failure)

@@ -1,9 +1,10 @@
 """Scores of a model on whole images of any size, through the tiled path inference uses.
 
-A checkpoint runs as a torch model over effseg.runtime.tiling's plan (tiles of the
-checkpoint's tile size with the bundle's default overlap, reflect-padded, logits
-averaged where tiles overlap), which is what effseg.runtime.Predictor does with the
-bundle exported from it; a bundle runs through Predictor.predict_logits itself. Training's
+A checkpoint runs as a torch model through the runtime's one tile engine
+(effseg.runtime.tiled: tiles of the checkpoint's tile size with the bundle's default
+overlap, reflect-padded, logits blended with cosine ramps), which is what
+effseg.runtime.Predictor does with the static-size bundle exported from it; a bundle runs
+through Predictor.predict_logits itself. Training's
 per-epoch validation is the checkpoint path, so `effseg evaluate RUN/best.ckpt` repeats
 the best epoch's figures.
 """
@@ -18,7 +19,8 @@ import torch
 
 from ..data import SegFolder
 from ..metrics import SegMetrics, boundary_iou
-from ..runtime.tiling import tiled_logits
+from ..runtime.blend import RowBlender
+from ..runtime.tiled import ArraySource, run_tiles
 
 
 def default_overlap(tile: int) -> int:
@@ -72,15 +74,30 @@ class Scores:
 
 
 @torch.no_grad()
-def model_logits(model: torch.nn.Module, x: np.ndarray, tile: int, overlap: int, device) -> np.ndarray:
+def model_logits(model: torch.nn.Module, x: np.ndarray, tile: int, overlap: int, device,
+                 classes: int) -> np.ndarray:
     """(C, H, W) normalised image -> (K, H, W) float32 logits over the tile plan."""
     def run(t: np.ndarray) -> np.ndarray:
-        out = model(torch.from_numpy(np.ascontiguousarray(t))[None].to(device))
+        out = model(torch.from_numpy(np.ascontiguousarray(t)).to(device))
         if isinstance(out, (tuple, list)):
             out = out[0]
-        return out[0].float().cpu().numpy()
+        return out.float().cpu().numpy()
 
-    return tiled_logits(x, run, (tile, tile), overlap)
+    _, h, w = x.shape
+    blender = RowBlender(h, w, (tile, tile), min(overlap, tile // 2), classes)
+    src = ArraySource(np.moveaxis(x, 0, -1))
+    out = np.empty((classes, h, w), np.float32)
+
+    def read(i, j):
+        px, _ = src.read_tile(blender.ys[i], blender.xs[j], tile, tile)
+        return np.ascontiguousarray(np.moveaxis(px, -1, 0)), None
+
+    def emit(i):
+        r0, r1 = blender.row_span(i)
+        out[:, r0:r1] = blender.blended(i)
+
+    run_tiles(blender, read, run, emit, classes=classes)
+    return out
 
 
 def score_model(model, dataset: SegFolder, tile: int, device, indices=None, progress: bool = False) -> Scores:
@@ -90,7 +107,7 @@ def score_model(model, dataset: SegFolder, tile: int, device, indices=None, prog
     indices = range(len(dataset)) if indices is None else indices
     for i in _bar(indices, progress, "evaluate"):
         x, y = dataset[i]
-        logits = model_logits(model, x.numpy(), tile, default_overlap(tile), device)
+        logits = model_logits(model, x.numpy(), tile, default_overlap(tile), device, dataset.num_classes)
         scores.update(torch.from_numpy(logits.argmax(axis=0)), y)
     return scores
 

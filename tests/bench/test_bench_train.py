@@ -123,3 +123,42 @@ def test_run_with_stubbed_training_gives_the_full_json(tmp_path, monkeypatch):
     text = bt.report(result, args)
     assert "| kd-boundary | 2 |" in text and "0.400 ± 0.000" in text
     assert (tmp_path / "s.md").read_text().strip() == text
+
+
+def test_epochs_for_holds_at_least_the_steps():
+    assert bt.epochs_for(300, 40) == 60  # 5 steps per epoch at batch 8
+    assert bt.epochs_for(300, 12) == 150  # 8 + 4: 2 steps per epoch
+    assert bt.epochs_for(7, 9) == 4  # 2 steps per epoch: 4 epochs hold 8 >= 7
+    assert bt.epochs_for(1, 100) == 1
+
+
+def test_step_budget_trains_whole_epochs_and_throughput_modes(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    _tiny_dataset(root, n_train=9)  # 2 steps per epoch at batch 8
+    cfgs = []
+
+    def fake_train(cfg):
+        cfgs.append(cfg)
+        return {"epochs": [{"steps": 2, "images_per_s": 30.0, "epoch_s": 0.1}] * (cfg.epochs or 2)}
+
+    monkeypatch.setattr(bt, "fetch_sample", lambda name: {"root": str(root), "split": "left/right", "train": 9,
+                                                          "val": 2, "tile": 64, "classes": ["bg", "fg"]})
+    monkeypatch.setattr(bt, "effseg_train", fake_train)
+    monkeypatch.setattr(bt, "evaluate", lambda *a, **k: {"miou": 0.4, "boundary_iou": 0.2, "oa": 0.9, "f1": 0.5,
+                                                        "per_class_iou": [0.3, 0.5]})
+    base = dict(quick=True, device="cpu", runs_dir=None, markdown=None, budget=None, seeds=1, datasets=None,
+                student=None, teacher=None, teacher_budget=None, rf_pixels=None, rf_trees=None)
+    result = bt.run(Namespace(**base, steps=7, teacher_steps=None, throughput="skip"))
+    # teacher 14 steps -> 7 epochs; students 7 steps -> 4 epochs; no wall-clock limit anywhere
+    assert [c.epochs for c in cfgs] == [7] + [4] * len(bt.CONFIGS)
+    assert all(c.max_time is None for c in cfgs)
+    assert result["throughput"] == {} and result["runs"][0]["budget_epochs"] == 4
+    assert result["runs"][0]["budget_s"] is None
+    assert "7 steps per run" in bt.markdown(result) and "7 epochs" in bt.markdown(result)
+    assert "optimiser steps" in result["method"]
+    assert bt.plan(result["settings"])["training_budget_s"] == pytest.approx((14 + 5 * 7) * bt.SECONDS_PER_STEP)
+    cfgs.clear()
+    only = bt.run(Namespace(**base, steps=None, teacher_steps=None, throughput="only"))
+    assert only["runs"] == [] and only["teachers"] == {} and set(only["throughput"]) == {"landcover"}
+    with pytest.raises(ValueError, match="--steps"):
+        bt.settings(Namespace(**base, steps=0, teacher_steps=None, throughput="run"))

@@ -153,7 +153,13 @@ def test_cli_ray_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["predict", str(bundle), str(src), "--out", str(tmp_path / "o"), "--ray", "auto"]) == 2
     assert 'pip install "effseg[ray]"' in capsys.readouterr().err
-    assert not (tmp_path / "o" / "a.tif").exists()
+    # Refused before Ray is asked for (it is not importable here): strips are GeoTIFF rows.
+    assert main(["run", str(bundle), str(src), "--out", str(tmp_path / "o"), "--ray", "auto"]) == 2
+    assert "effseg run: error: --ray writes GeoTIFF class maps (--format tif), not --format png" in (
+        capsys.readouterr().err)
+    assert main(["predict", str(bundle), "cam:0", "--out", str(tmp_path / "o"), "--ray", "auto"]) == 2
+    assert "--ray takes rasters only; video files, cameras and streams run without --ray" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "a.tif").exists() and not list((tmp_path / "o").glob("*.png"))
 
 
 def test_strip_bounds_are_checked(tmp_path):
@@ -239,15 +245,20 @@ def test_checkpoint_models_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray = pytest.importorskip("ray", reason="ray (pip install 'effseg[ray]') is not installed")
+    """One local Ray instance for the module (its start is most of this test's time),
+    as small as Ray Data runs on: 2 logical CPUs for the 2 one-CPU workers, no dashboard,
+    workers' logs kept off the test output. Shut down afterwards, failed or not."""
+    ray = pytest.importorskip("ray", reason="ray (pip install 'effseg[ray]', in dev) is not installed")
     pytest.importorskip("ray.data", reason="ray[data] is not installed")
-    # Logical CPUs: 2 workers plus Ray Data's own bookkeeping, on however many cores.
-    ray.init(num_cpus=4, include_dashboard=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    if ray.is_initialized():
+        pytest.fail("a Ray session is already running in this process; this test starts its own")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
-@pytest.mark.slow  # about 45 s on 2 shared cores: Ray's start and 4 actors each loading the model
 def test_ray_matches_single_process(tmp_path, ray_session):
     p = Predictor(_bundle(tmp_path), **KW)
     a, b = _raster(tmp_path, "a.tif", 70, 50, seed=1), _raster(tmp_path, "b.tif", 45, 66, seed=2)

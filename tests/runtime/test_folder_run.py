@@ -5,6 +5,7 @@ from bundle_cases import make_bundle
 from no_torch import run_without_torch
 from PIL import Image
 
+from effseg.predict import PredictOptions, predict_files
 from effseg.runtime import Predictor
 
 _MAIN = """
@@ -24,8 +25,8 @@ def test_names_that_used_to_collide_get_their_own_outputs(tmp_path):
     imgs = {"a.png": _img(1), "a.tif": _img(2), "a_png.bmp": _img(3)}
     for name, img in imgs.items():
         Image.fromarray(img).save(src / name)
-    result = p.run(src, tmp_path / "out", progress=False)
-    assert result.images == 3 and not result.failed and len(set(result.written)) == 6
+    result = predict_files(p, [src], tmp_path / "out", PredictOptions(format="png", progress=False))
+    assert len(result.results) == 3 and not result.failed and len(list((tmp_path / "out").iterdir())) == 6
     for name, img in imgs.items():
         got = np.asarray(Image.open(tmp_path / "out" / f"{name}_labels.png"))
         np.testing.assert_array_equal(got, p.predict(img))

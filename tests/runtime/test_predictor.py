@@ -1,5 +1,5 @@
-"""Predictor: tiled runs of static-size bundles against whole-image runs of dynamic-size
-exports of the same net, output kinds, dtypes, errors, and writing PNGs."""
+"""Predictor: tiled runs of static-size bundles against whole-image runs (tile=False) of
+dynamic-size exports of the same net, output kinds, dtypes, errors, and writing PNGs."""
 import itertools
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from bundle_cases import MEAN, STD, make_bundle, ort_run
 
 from effseg.runtime import Predictor, load_bundle
-from effseg.runtime.tiling import owned_ranges, pad_reflect, tile_starts
+from effseg.runtime.tiling import reflect_index, tile_starts
 
 
 def _image(h, w, c=3, seed=0):
@@ -16,30 +16,23 @@ def _image(h, w, c=3, seed=0):
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(1, 8, 2), (8, 8, 2), (9, 8, 2), (45, 32, 8), (70, 32, 9),
                                                        (100, 17, 0)])
-def test_tiles_cover_the_axis_and_centre_regions_partition_it(size, tile, overlap):
+def test_tiles_cover_the_axis(size, tile, overlap):
     starts = tile_starts(size, tile, overlap)
     assert starts[0] == 0 and starts[-1] + tile >= size
     assert all(b - a == tile - overlap for a, b in itertools.pairwise(starts))
     assert len(starts) == 1 or starts[-1] < size - overlap  # no tile that only repeats its neighbour
-    ranges = owned_ranges(starts, overlap, size)
-    assert ranges[0][0] == 0 and ranges[-1][1] == size
-    for (lo, hi), s in zip(ranges, starts):
-        assert s <= lo < hi <= s + tile
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
 
 
 def test_tiling_argument_errors():
     with pytest.raises(ValueError, match="overlap < tile"):
         tile_starts(10, 8, 8)
-    with pytest.raises(ValueError, match="cannot pad"):
-        pad_reflect(np.zeros((1, 4, 4)), 3, 4)
-    np.testing.assert_array_equal(pad_reflect(np.arange(3.0).reshape(1, 1, 3), 1, 6)[0, 0], [0, 1, 2, 1, 0, 1])
+    np.testing.assert_array_equal(reflect_index(0, 6, 3), [0, 1, 2, 1, 0, 1])
 
 
 def test_pointwise_net_tiled_equals_untiled(tmp_path):
     # 1x1 convs only: every pixel depends on itself alone, so tiling must change nothing.
     static = Predictor(make_bundle(tmp_path, name="s", kernel=1, height=16, width=16, tile_overlap=5))
-    dynamic = Predictor(make_bundle(tmp_path, name="d", kernel=1, dynamic_hw=True, height=16, width=16))
+    dynamic = Predictor(make_bundle(tmp_path, name="d", kernel=1, dynamic_hw=True, height=16, width=16), tile=False)
     img = _image(37, 53)
     want = dynamic.predict_logits(img)
     assert want.shape == (4, 37, 53)
@@ -52,11 +45,14 @@ def test_pointwise_net_tiled_equals_untiled(tmp_path):
 
 
 def test_labels_output_tiled_keeps_centres_and_equals_untiled(tmp_path):
-    # A 3x3 conv sees 1 pixel beyond itself; centre regions are overlap/2 = 4 pixels from
-    # any inner tile edge, and both runs extend the bottom/right by reflection by more
-    # than 1 pixel (45x70 -> 56x80 tiled, 64x96 whole), so labels match exactly.
+    # A 3x3 conv sees 1 pixel beyond itself, so only a tile's outermost pixels can be
+    # wrong; labels blend as one-hot votes, and where a neighbour saw such a pixel from its
+    # interior the cosine ramp gives it under 1 % of the vote. Both runs extend the
+    # bottom/right by reflection by more than 1 pixel (45x70 -> 56x80 tiled, 64x96
+    # whole), so labels match exactly.
     static = Predictor(make_bundle(tmp_path, name="s", output_kind="labels", height=32, width=32, tile_overlap=8))
-    dynamic = Predictor(make_bundle(tmp_path, name="d", output_kind="labels", dynamic_hw=True, height=32, width=32))
+    dynamic = Predictor(make_bundle(tmp_path, name="d", output_kind="labels", dynamic_hw=True, height=32, width=32),
+                        tile=False)
     img = _image(45, 70, seed=3)
     got, want = static.predict(img), dynamic.predict(img)
     assert got.shape == (45, 70) and got.dtype == np.uint8
@@ -66,11 +62,12 @@ def test_labels_output_tiled_keeps_centres_and_equals_untiled(tmp_path):
 
 
 def test_logits_tiled_3x3_close_to_untiled(tmp_path):
-    # Averaging mixes in the logits a tile computes at its own inner edges (zero padding
-    # inside the image), so a 3x3 net is not exact there: logits agree to 1e-5 on every
-    # row and column that is not an inner tile edge, and labels on >= 97% of the pixels.
+    # Blending mixes in (with little weight) the logits a tile computes at its own inner
+    # edges (zero padding inside the image), so a 3x3 net is not exact there: logits agree
+    # to 1e-5 on every row and column that is not an inner tile edge, and labels on >= 97%
+    # of the pixels.
     static = Predictor(make_bundle(tmp_path, name="s", height=24, width=24, tile_overlap=8))
-    dynamic = Predictor(make_bundle(tmp_path, name="d", dynamic_hw=True, height=24, width=24))
+    dynamic = Predictor(make_bundle(tmp_path, name="d", dynamic_hw=True, height=24, width=24), tile=False)
     img = _image(41, 59, seed=4)
     got, want = static.predict_logits(img), dynamic.predict_logits(img)
 
@@ -89,7 +86,7 @@ def test_forced_tiling_of_a_dynamic_bundle(tmp_path):
     folder = make_bundle(tmp_path, kernel=1, dynamic_hw=True, height=16, width=16, tile_size=16, tile_overlap=4)
     img = _image(30, 35, seed=5)
     np.testing.assert_allclose(Predictor(folder, tile=True).predict_logits(img),
-                               Predictor(folder).predict_logits(img), rtol=1e-5, atol=1e-5)
+                               Predictor(folder, tile=False).predict_logits(img), rtol=1e-5, atol=1e-5)
 
 
 def test_small_image_is_padded_into_one_tile(tmp_path):
@@ -164,8 +161,12 @@ def test_argument_errors(tmp_path):
         Predictor(folder, tile=False).predict(_image(17, 16))
 
 
-def test_run_writes_label_and_colour_pngs(tmp_path):
+def test_png_format_writes_label_and_colour_pngs(tmp_path):
+    # Predictor.run became `effseg predict --format png` (effseg.predict.predict_files):
+    # the same files, through the one tile engine.
     from PIL import Image
+
+    from effseg.predict import PredictOptions, predict_files
 
     p = Predictor(make_bundle(tmp_path, kernel=1))
     src = tmp_path / "images"
@@ -174,13 +175,16 @@ def test_run_writes_label_and_colour_pngs(tmp_path):
     for name, img in imgs.items():
         Image.fromarray(img).save(src / f"{name}.png")
     np.save(src / "a.npy", imgs["a"])  # same stem as a.png: must not overwrite it
-    out = p.run(src, tmp_path / "out", progress=False).written
-    assert sorted(f.name for f in out) == sorted(
+    opts = PredictOptions(format="png", progress=False)
+    run = predict_files(p, [src], tmp_path / "out", opts)
+    assert not run.failed
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == sorted(
         ["a.npy_labels.png", "a.npy_color.png", "a.png_labels.png", "a.png_color.png", "b.png_labels.png",
          "b.png_color.png"])
     labels = np.asarray(Image.open(tmp_path / "out" / "b.png_labels.png"))
     np.testing.assert_array_equal(labels, p.predict(imgs["b"]))
     colour = np.asarray(Image.open(tmp_path / "out" / "b.png_color.png"))
     np.testing.assert_array_equal(colour, p.colorize(labels))
-    single = p.run(src / "b.png", tmp_path / "one", progress=False).written
-    assert [f.name for f in single] == ["b.png_labels.png", "b.png_color.png"]
+    single = predict_files(p, [src / "b.png"], tmp_path / "one", opts)
+    assert [r.output.name for r in single.results] == ["b.png_labels.png"]
+    assert sorted(f.name for f in (tmp_path / "one").iterdir()) == ["b.png_color.png", "b.png_labels.png"]

@@ -1,5 +1,6 @@
-"""Row-strip tiling: the same logits bit for bit as the whole-image accumulator, with
-memory that grows with the image width only; the max_pixels limit on every reader."""
+"""The tile engine streams row strips: the same logits bit for bit as a whole-image
+accumulator of the same blended tiles, with memory that grows with the image width only;
+the max_pixels limit on every reader."""
 import tracemalloc
 
 import numpy as np
@@ -8,29 +9,52 @@ from bundle_cases import make_bundle
 from PIL import Image
 
 from effseg.runtime import Predictor, read_image
-from effseg.runtime.tiling import pad_reflect, reflect_index, tiled_labels, tiled_logits
+from effseg.runtime.blend import axis_weights
+from effseg.runtime.tiling import reflect_index
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 16])
-def test_reflect_index_is_pad_reflect(size):
-    row = np.arange(float(size)).reshape(1, 1, size)
+def test_reflect_index_is_numpy_reflect_padding(size):
+    row = np.arange(float(size))
     for width in range(size, 4 * size + 40):
-        np.testing.assert_array_equal(reflect_index(0, width, size), pad_reflect(row, 1, width)[0, 0])
+        want = np.pad(row, (0, width - size), mode="reflect") if size > 1 else np.zeros(width)
+        np.testing.assert_array_equal(reflect_index(0, width, size), want)
+
+
+def _whole_image_blend(p, img, tile, overlap, kind):
+    """The reference: every tile of the reflect-padded image at once into one (K, H', W')
+    accumulator with the cosine weights, in the engine's tile order; labels as one-hot votes."""
+    h, w = img.shape[:2]
+    k = p.bundle.num_classes
+    ys, ry = axis_weights(h, tile, overlap)
+    xs, rx = axis_weights(w, tile, overlap)
+    hp, wp = ys[-1] + tile, xs[-1] + tile
+    x = p.prepare(img[reflect_index(0, hp, h)][:, reflect_index(0, wp, w)])
+    acc = np.zeros((k, hp, wp), np.float32)
+    sy, sx = np.zeros(hp, np.float64), np.zeros(wp, np.float64)
+    for y, wy in zip(ys, ry):
+        sy[y:y + tile] += wy
+    for x0, wx in zip(xs, rx):
+        sx[x0:x0 + tile] += wx
+    for y, wy in zip(ys, ry):
+        for x0, wx in zip(xs, rx):
+            out = p.run_batch(x[None, :, y:y + tile, x0:x0 + tile])[0]
+            if kind == "labels":
+                out = (out[None] == np.arange(k)[:, None, None]).astype(np.float32)
+            acc[:, y:y + tile, x0:x0 + tile] += out * (wy[:, None] * wx[None, :])
+    return acc[:, :h, :w] / (sy[:h, None].astype(np.float32) * sx[None, :w].astype(np.float32))
 
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap", "kind"), [
     (41, 59, 24, 8, "logits"), (100, 37, 16, 5, "logits"), (7, 9, 16, 4, "logits"), (16, 16, 16, 4, "logits"),
     (45, 70, 32, 8, "labels"), (100, 37, 16, 5, "labels")])
-def test_streamed_equals_whole_image_tiling(tmp_path, h, w, tile, overlap, kind):
+def test_streamed_equals_whole_image_blending(tmp_path, h, w, tile, overlap, kind):
     p = Predictor(make_bundle(tmp_path, height=tile, width=tile, tile_overlap=overlap, output_kind=kind))
     img = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    x = p._prep(img)
+    want = _whole_image_blend(p, img, tile, overlap, kind)
     if kind == "logits":
-        want = tiled_logits(x, p._run_one, (tile, tile), overlap)
         np.testing.assert_array_equal(p.predict_logits(img), want)  # bit for bit
-        np.testing.assert_array_equal(p.predict(img), want.argmax(0))
-    else:
-        np.testing.assert_array_equal(p.predict(img), tiled_labels(x, p._run_one, (tile, tile), overlap))
+    np.testing.assert_array_equal(p.predict(img), want.argmax(0))
 
 
 def test_prediction_memory_does_not_grow_with_image_area(tmp_path):

@@ -151,21 +151,24 @@ def worker(policy: str, rows: list[str], quick: bool, repeats: int, model_name: 
 
     with tempfile.TemporaryDirectory() as tmp:
         fns = _callables(rows, quick, model_name, Path(tmp))
+        c = _native.require() if _native.available() else None
+        team = {}  # the team effseg's kernels chose at the end of each phase (adapting shows here)
         quiet_load = _load()
         quiet = {r: _median_ms(f, repeats) for r, f in fns.items()}
+        team["quiet"] = c.team_threads() if c else None
         busy_proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
         try:
             time.sleep(0.2)  # let the competitor start spinning
             busy_load = _load()
             busy = {r: _median_ms(f, repeats) for r, f in fns.items()}
+            team["busy"] = c.team_threads() if c else None
         finally:
             busy_proc.kill()
             busy_proc.wait()
     out = [{"row": r, "quiet_ms": quiet[r], "busy_ms": busy[r], "slowdown": busy[r] / quiet[r]} for r in rows]
-    c = _native.require() if _native.available() else None
     return {"policy": policy, "env": {k: os.environ.get(k) for k in SETTINGS}, "rows": out,
             "threads": {"torch": torch.get_num_threads(), "effseg": c.get_num_threads() if c else None,
-                        "effseg_adaptive": c.adaptive_threads() if c else None},
+                        "effseg_adaptive": c.adaptive_threads() if c else None, "effseg_team": team},
             "loadavg": {"quiet": quiet_load, "busy": busy_load}}
 
 

@@ -57,6 +57,8 @@ def test_quick_run_writes_both_policies_side_by_side(tmp_path, require_backend):
     assert spin["env"]["EFFSEG_ADAPTIVE_THREADS"] == "0" and spin["env"]["OMP_WAIT_POLICY"] is None
     assert passive["env"]["OMP_WAIT_POLICY"] == "PASSIVE" and passive["threads"]["effseg_adaptive"] is True
     assert spin["threads"]["effseg_adaptive"] is False
+    assert spin["threads"]["effseg_team"] == {"quiet": spin["threads"]["effseg"], "busy": spin["threads"]["effseg"]}
+    assert set(passive["threads"]["effseg_team"]) == {"quiet", "busy"}
     for pol in (spin, passive):
         assert [r["row"] for r in pol["rows"]] == rows.split(",")
         for r in pol["rows"]:

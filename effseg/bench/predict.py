@@ -121,22 +121,27 @@ def scene_stats(path) -> tuple[str, float, float]:
 
 
 def make_bundle(s: dict, scene: Path, work: Path) -> tuple[Path, dict]:
+    """The bundle the rows run: exported from the cached training run (and kept beside it,
+    one per tile size and overlap), or from the zoo's random initialisation into work."""
     from ..export.pipeline import BundleOptions, export_bundle
+    from ..runtime.bundle import META_NAME
 
     common = dict(size=s["tile"], dynamic_hw=True, dynamic_batch=True, progress=False, tile_overlap=s["overlap"])
-    out = work / "bundle"
     t0 = time.perf_counter()
     if s["weights"] == "trained":
         ckpt, info = trained_checkpoint(s["model"], s["train_budget"])
-        export_bundle(str(ckpt), out, BundleOptions(**common))
+        out = ckpt.parent / f"bundle-t{s['tile']}-o{s['overlap']}"
+        if not (out / META_NAME).is_file():
+            export_bundle(str(ckpt), out, BundleOptions(**common))
         info = {"weights": "trained", "training": info}
     else:
+        out = work / "bundle"
         dtype, mean, std = scene_stats(scene)
         export_bundle(s["model"], out, BundleOptions(**common, num_classes=2, in_channels=1, pixel_dtype=dtype,
                                                      mean=(mean,), std=(std,)))
-        info = {"weights": "random (zoo initialisation, seed 0): speed and memory only; class disagreement "
+        info = {"weights": "random (the zoo model's initialisation): speed and memory only; class disagreement "
                            "of an untrained net says little"}
-    return out, {"model": s["model"], **info, "export_s": time.perf_counter() - t0}
+    return out, {"model": s["model"], **info, "bundle": str(out), "bundle_s": time.perf_counter() - t0}
 
 
 # -- the rows --------------------------------------------------------------------------
@@ -166,6 +171,27 @@ def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
     return float(intercept), float(slope)
 
 
+def peak_estimates(rows: list[dict], pixel_bytes: int) -> dict:
+    """mode -> megapixels -> estimated peak RSS (MB), or None where it cannot be told.
+    whole: a straight line through its peaks on the image and the 2x mosaic (the model's
+    activations grow with the pixels of its one pass). tiler: its peak on the image plus
+    what it holds per extra pixel: the raster and its padded copy (pixel_bytes each) and
+    the class map and the copy written (1 byte each); a line through two small runs would
+    mistake ONNX Runtime's and GDAL's fixed costs settling for growth."""
+    fit = linear_fit([(r["megapixels"], r["peak_rss_mb"]) for r in rows if r["mode"] == "whole"])
+    base = next((r for r in rows if r["mode"] == "tiler" and r["raster"] == "image"), None)
+
+    def whole(mp):
+        return None if fit is None else fit[0] + fit[1] * mp
+
+    def tiler(mp):
+        if base is None:
+            return None
+        return base["peak_rss_mb"] + (mp - base["megapixels"]) * 1e6 * (2 * pixel_bytes + 2) / 2**20
+
+    return {"whole": whole, "tiler": tiler, "whole_fit": fit}
+
+
 def mem_available_mb() -> float | None:
     try:
         with open("/proc/meminfo") as f:
@@ -177,7 +203,7 @@ def mem_available_mb() -> float | None:
     return None
 
 
-def estimate_mosaic_s(rows: list[dict], sides: list[int], fits: dict, limit: float) -> dict:
+def estimate_mosaic_s(rows: list[dict], sides: list[int], peaks: dict, limit: float) -> dict:
     """Seconds the mosaic rows will take, from the MP/s each mode reached on the image."""
     rate = {r["mode"]: r["mp_per_s"] for r in rows if r["raster"] == "image"}
     per, total = {}, 0.0
@@ -185,8 +211,8 @@ def estimate_mosaic_s(rows: list[dict], sides: list[int], fits: dict, limit: flo
         mp = side * side / 1e6
         per[side] = {}
         for mode in MODES:
-            fit = fits.get(mode)
-            runs = mode == "windowed" or (fit is not None and fit[0] + fit[1] * mp < limit)
+            guess = None if mode == "windowed" else peaks[mode](mp)
+            runs = mode == "windowed" or (guess is not None and guess < limit)
             per[side][mode] = mp / rate[mode] if runs and rate.get(mode) else None
             total += per[side][mode] or 0.0
     return {"per_side_s": per, "total_s": total}
@@ -229,14 +255,18 @@ def _run(s: dict, args, work: Path, t_start: float) -> dict:
         side = max(src.height, src.width)
         source.update(height=src.height, width=src.width, bands=src.count, dtype=src.dtypes[0], nodata=src.nodata)
     sides = s["vrt_sides"] if s["vrt_sides"] is not None else [2 * side, 3 * side]
-    calib = 2 * side  # a second size for the whole-image and tiler memory fits
+    calib = 2 * side  # a second size for the whole-image memory fit
     mosaics = {sd: mosaic_vrt(image, rasters / f"mosaic-{sd}.vrt", sd) for sd in sorted({calib, *sides})}
 
     if s["bundle"]:
         bundle, model = Path(s["bundle"]), {"weights": "given with --bundle", "bundle": str(s["bundle"])}
     else:
         bundle, model = make_bundle(s, image, work)
-    print(f"model: {model.get('model', bundle)} ({model['weights'].split(' ')[0]})", flush=True)
+    from ..runtime.bundle import load_bundle
+
+    model["num_classes"] = load_bundle(bundle).num_classes
+    print(f"model: {model.get('model', bundle)} ({model['weights'].split(' ')[0]}, {model['num_classes']} classes)",
+          flush=True)
 
     # Seam error, in this process (no memory figures here).
     pred = Predictor(bundle, backend="onnxruntime", threads=s["threads"], max_pixels=None)
@@ -264,11 +294,11 @@ def _run(s: dict, args, work: Path, t_start: float) -> dict:
 
     rows = [row(m, "image", image) for m in MODES]
     rows += [row(m, f"mosaic-{calib}", mosaics[calib]["path"]) for m in MODES]
-    fits = {m: linear_fit([(r["megapixels"], r["peak_rss_mb"]) for r in rows if r["mode"] == m]) for m in MODES}
+    peaks = peak_estimates(rows, np.dtype(source["dtype"]).itemsize * source["bands"])
     avail = mem_available_mb()
     limit = min(s["mem_limit_mb"], 0.8 * avail) if avail else s["mem_limit_mb"]
     todo = [sd for sd in sides if sd != calib]
-    est = estimate_mosaic_s(rows, todo, fits, limit)
+    est = estimate_mosaic_s(rows, todo, peaks, limit)
     print(f"plan: mosaics {', '.join(map(str, todo)) or 'none'} will take about {est['total_s'] / 60:.1f} min "
           f"at the image's MP/s", flush=True)
     if s["plan_only"]:
@@ -277,8 +307,7 @@ def _run(s: dict, args, work: Path, t_start: float) -> dict:
     for sd in todo:
         mp = sd * sd / 1e6
         for m in MODES:
-            fit = fits[m]
-            guess = None if fit is None else fit[0] + fit[1] * mp
+            guess = None if m == "windowed" else peaks[m](mp)
             if m != "windowed" and (guess is None or guess >= limit):
                 skipped.append({"mode": m, "raster": f"mosaic-{sd}", "megapixels": mp,
                                 "estimated_peak_rss_mb": guess, "limit_mb": limit,
@@ -286,12 +315,15 @@ def _run(s: dict, args, work: Path, t_start: float) -> dict:
                 print(f"{m:8s} mosaic-{sd:<7d} not run: estimated peak RSS "
                       f"{'unknown' if guess is None else f'{guess:.0f} MB'} (limit {limit:.0f} MB)", flush=True)
                 continue
-            rows.append(row(m, f"mosaic-{sd}", mosaics[sd]["path"]))
+            rows.append({**row(m, f"mosaic-{sd}", mosaics[sd]["path"]), "estimated_peak_rss_mb": guess})
     return {"op": "predict", "device": "cpu", "machine": {**machine("cpu"), "isa": _isa()}, "settings": s,
             "image": source, "mosaics": list(mosaics.values()), "model": model,
             "method": method(s), "seams": seams, "rows": rows, "not_run": skipped,
-            "memory_fits": {m: (None if f is None else {"intercept_mb": f[0], "mb_per_megapixel": f[1]})
-                            for m, f in fits.items()},
+            "memory_fits": {"whole": None if peaks["whole_fit"] is None else
+                            {"intercept_mb": peaks["whole_fit"][0], "mb_per_megapixel": peaks["whole_fit"][1]},
+                            "tiler": {"mb_per_megapixel": 1e6 * (2 * np.dtype(source["dtype"]).itemsize
+                                                                 * source["bands"] + 2) / 2**20,
+                                      "from": "its peak on the image"}},
             "mem_limit_mb": limit, "plan": est, "wall_s": time.perf_counter() - t_start}
 
 
@@ -312,8 +344,9 @@ def method(s: dict) -> str:
         "whole: the raster read whole, Predictor(tile=False).predict: reflect-padded to a multiple of 32, one "
         f"model pass. tiler (GeoSeg-style): the raster read whole, zero-padded at the bottom/right to whole "
         f"{s['tile']}-px tiles, non-overlapping tiles predicted in batches of {s['batch']}, argmax stitched, "
-        "cropped. whole and tiler run on a mosaic only when a straight-line fit of their peak RSS over megapixels "
-        "(the image and the 2x mosaic) stays under the memory limit; else the estimate is reported. Mosaics: VRT "
+        "cropped. whole and tiler run on a mosaic only when their estimated peak RSS stays under the memory limit "
+        "(whole: a straight line through its peaks on the image and the 2x mosaic; tiler: its peak on the image "
+        "+ the raster, its padded copy and two class-map bytes per extra pixel); else the estimate is reported. Mosaics: VRT "
         "XML, SimpleSources tiling the image. Seams: on the image (one whole-image pass fits), per seam tile "
         f"size: effseg's blended tiles (overlap {s['seam_overlap']}, cosine) and the non-overlapping tiler vs the "
         "whole-image pass; per pixel the max over classes of |logit difference|; near_border = within 8 px of an "
@@ -328,8 +361,13 @@ def targets(result: dict) -> dict:
                      if r["mode"] == "windowed" and r["raster"].startswith("mosaic-"))
     bound = result["settings"]["rss_bound_mb"]
     mps = {f"{r['mode']}@{r['raster']}": r["mp_per_s"] for r in result["rows"]}
+    k, tile = result["model"].get("num_classes") or 0, result["settings"]["tile"]
+    # What the windowed path holds that grows with the raster's width (never its height):
+    # one tile row of float32 logits and one 512-row block of the uint8 class map.
+    width_mb = {r["raster"]: (k * tile * (r["width"] + tile) * 4 + 512 * r["width"]) / 2**20
+                for r in result["rows"] if r["mode"] == "windowed"}
     return {
-        "windowed_peak_rss_mb": win, "rss_bound_mb": bound,
+        "windowed_peak_rss_mb": win, "windowed_width_buffers_mb": width_mb, "rss_bound_mb": bound,
         "windowed_under_bound": bool(win) and all(v < bound for v in win.values()),
         "largest_mosaic_megapixels": mosaics[-1][0] if mosaics else None,
         "windowed_rss_largest_over_smallest_mosaic": mosaics[-1][1] / mosaics[0][1] if len(mosaics) > 1 else None,

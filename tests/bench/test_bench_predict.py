@@ -15,7 +15,7 @@ from bundle_cases import make_bundle  # noqa: E402
 from raster_cases import write_tif  # noqa: E402
 
 from effseg.bench import predict_seams as ps  # noqa: E402
-from effseg.bench.predict import linear_fit  # noqa: E402
+from effseg.bench.predict import linear_fit, peak_estimates  # noqa: E402
 from effseg.bench.predict_data import mosaic_vrt  # noqa: E402
 from effseg.runtime.predictor import Predictor  # noqa: E402
 
@@ -80,6 +80,18 @@ def test_linear_fit_needs_two_sizes():
     assert linear_fit([(1.0, 100.0), (3.0, 140.0)]) == pytest.approx((80.0, 20.0))
 
 
+def test_peak_estimates_line_for_whole_and_held_bytes_for_the_tiler():
+    rows = [{"mode": "whole", "raster": "image", "megapixels": 1.0, "peak_rss_mb": 300.0},
+            {"mode": "whole", "raster": "mosaic-2", "megapixels": 4.0, "peak_rss_mb": 900.0},
+            {"mode": "tiler", "raster": "image", "megapixels": 1.0, "peak_rss_mb": 320.0},
+            {"mode": "tiler", "raster": "mosaic-2", "megapixels": 4.0, "peak_rss_mb": 480.0}]
+    est = peak_estimates(rows, pixel_bytes=2)
+    assert est["whole"](100.0) == pytest.approx(100 + 200 * 100.0)
+    # 2 B raster + 2 B padded copy + 2 B of class maps per pixel beyond the image's
+    assert est["tiler"](401.0) == pytest.approx(320.0 + 400e6 * 6 / 2**20)
+    assert peak_estimates(rows[2:], 2)["whole"](10.0) is None and peak_estimates(rows[:2], 2)["tiler"](1.0) is None
+
+
 def test_seams_of_a_3x3_net_lie_at_the_tile_borders_and_blending_shrinks_them(tmp_path):
     # A 3x3 conv with zero padding answers differently only within 1 px of a tile edge
     # (or of the image's edge, where the windowed path's last tiles see reflected pixels);
@@ -122,4 +134,5 @@ def test_quick_run_writes_rows_with_positive_figures(tmp_path):
     assert set(t["windowed_peak_rss_mb"]) == {"image", "mosaic-192", "mosaic-288"}
     assert t["windowed_rss_largest_over_smallest_mosaic"] > 0 and t["rss_bound_mb"] == 1500.0
     assert set(t["windowed_over_tiler_mp_per_s"]) == {"image", "mosaic-192", "mosaic-288"}
-    assert res["memory_fits"]["whole"]["mb_per_megapixel"] is not None
+    assert res["memory_fits"]["whole"]["mb_per_megapixel"] is not None and res["model"]["num_classes"] == 2
+    assert t["windowed_width_buffers_mb"]["mosaic-288"] == pytest.approx((2 * 64 * (288 + 64) * 4 + 512 * 288) / 2**20)

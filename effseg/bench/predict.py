@@ -340,17 +340,20 @@ def method(s: dict) -> str:
         "read, model, write a deflate GeoTIFF class map. Peak RSS = the process's VmHWM at the end (imports "
         "included; rss_before_mb is the resident set after the imports and warm-up). MP/s = raster pixels / the "
         "timed seconds. windowed: effseg.predict.pipeline.predict_files (reader/model/writer threads, "
-        f"{s['tile']}-px tiles, overlap {s['overlap']}, batch {s['batch']}, cosine blending, GDAL cache 128 MB). "
+        f"{s['tile']}-px tiles, overlap {s['overlap']}, batch {s['batch']}, cosine blending). Every row reads "
+        "under GDAL_CACHEMAX 128 MB. "
         "whole: the raster read whole, Predictor(tile=False).predict: reflect-padded to a multiple of 32, one "
         f"model pass. tiler (GeoSeg-style): the raster read whole, zero-padded at the bottom/right to whole "
         f"{s['tile']}-px tiles, non-overlapping tiles predicted in batches of {s['batch']}, argmax stitched, "
         "cropped. whole and tiler run on a mosaic only when their estimated peak RSS stays under the memory limit "
         "(whole: a straight line through its peaks on the image and the 2x mosaic; tiler: its peak on the image "
-        "+ the raster, its padded copy and two class-map bytes per extra pixel); else the estimate is reported. Mosaics: VRT "
-        "XML, SimpleSources tiling the image. Seams: on the image (one whole-image pass fits), per seam tile "
-        f"size: effseg's blended tiles (overlap {s['seam_overlap']}, cosine) and the non-overlapping tiler vs the "
-        "whole-image pass; per pixel the max over classes of |logit difference|; near_border = within 8 px of an "
-        "internal tile edge; pipeline_agreement = the shipped pipeline's class map vs the blended logits' argmax.")
+        "+ the raster, its padded copy and two class-map bytes per extra pixel); else the estimate is reported. "
+        "Mosaics: VRT XML, SimpleSources tiling the image. Seams: on the image (one whole-image pass fits), "
+        f"per seam tile size: effseg's blended tiles (overlap {s['seam_overlap']}, cosine) and the "
+        "non-overlapping tiler vs the whole-image pass; per pixel the max over classes of |logit difference|; "
+        "regions: image_edge = within 8 px of the image's own edge (where the methods pad differently), "
+        "near_border = within 8 px of an internal tile edge (away from the image edge), elsewhere; "
+        "pipeline_agreement = the shipped pipeline's class map vs the blended logits' argmax.")
 
 
 def targets(result: dict) -> dict:
@@ -379,6 +382,8 @@ def targets(result: dict) -> dict:
             "tiler_class_differs": x["tiler_vs_whole"]["class_differs_fraction"],
             "blended_near_border_max_logit_diff": x["blended_vs_whole"]["near_border"]["max_abs_logit_diff"],
             "tiler_near_border_max_logit_diff": x["tiler_vs_whole"]["near_border"]["max_abs_logit_diff"],
-            "pipeline_agreement": x.get("pipeline_agreement")} for x in result["seams"]},
+            "pipeline_agreement": x.get("pipeline_agreement"),
+            # Below ~1 % the whole pass is near one class: class flips then say little, the logits do.
+            "whole_pass_minority_class_fraction": min(x["whole_class_fractions"])} for x in result["seams"]},
         "not_run": [f"{x['mode']}@{x['raster']}" for x in result["not_run"]],
     }

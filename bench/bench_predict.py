@@ -7,8 +7,8 @@ seam error of blended and non-overlapping tiles against one whole-image pass.
 Prints the seams, each row, and after the rows on the image the estimated time of the
 mosaics; writes bench/results/predict-<device>.json (-quick.json with --quick). Run:
     python bench/bench_predict.py [--vrt-sides 10000,20000] [--threads 2] [--weights trained|random]
-        [--train-budget 40] [--tile 512] [--overlap 64] [--batch 4] [--rss-bound-mb 1500] [--plan-only]
-        [--image TIF] [--bundle DIR] [--quick]
+        [--train-budget 90] [--train-loss ce+dice] [--tile 512] [--overlap 64] [--batch 4]
+        [--rss-bound-mb 1500] [--plan-only] [--image TIF] [--bundle DIR] [--quick]
 """
 import sys
 from pathlib import Path

@@ -2,16 +2,16 @@
 logits of effseg's blended tiles and of a GeoSeg-style non-overlapping tiler against one
 whole-image pass, split into the pixels near internal tile borders and the rest.
 
-The blended logits are computed tile by tile exactly as effseg.predict.pipeline does
-(RasterSource.read_tile, Predictor.prepare, RowBlender, row by row), in one thread so
-that the logits can be kept; the pipeline's own class map is compared with their argmax
+The blended logits come from effseg's one tile engine (Predictor.predict_logits with the
+tile options, the engine under the windowed raster path), on the image read whole; the
+windowed pipeline's own class map of the same file is compared with their argmax
 (`pipeline_agreement`), so the figures are those of the path that ships."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..predict.blend import RowBlender
-from ..predict.geotiff import RasterSource, gdal_env
+from ..predict.geotiff import gdal_env
+from ..runtime.tiling import tile_starts
 from .predict_rows import read_whole, tiler_logits
 
 BORDER_PX = 8
@@ -26,25 +26,20 @@ def whole_logits(predictor, path, replicate_grey: bool = False) -> np.ndarray:
 
 def blended_logits(predictor, path, tile: int, overlap: int, blend: str = "cosine",
                    replicate_grey: bool = False) -> tuple[np.ndarray, list[int], list[int]]:
-    """(K, H, W) logits of effseg's windowed path and the tile starts along y and x."""
-    k = predictor.bundle.num_classes
+    """(K, H, W) logits of effseg's tile engine (the one under the windowed raster path:
+    effseg.runtime.tiled) with tile x tile tiles and this overlap, and the tile starts
+    along y and x."""
+    from ..runtime.tiled import TileOptions, plan_tiles
+
     with gdal_env():
-        src = RasterSource(path, predictor.channels, predictor.bundle.pixel_dtype, replicate_grey=replicate_grey)
-        try:
-            h, w = src.height, src.width
-            b = RowBlender(h, w, (tile, tile), overlap, k, blend)
-            out = np.empty((k, h, w), np.float32)
-            for i in range(len(b.ys)):
-                for j in range(len(b.xs)):
-                    px, valid = src.read_tile(b.ys[i], b.xs[j], tile, tile)
-                    mask = predictor.nodata_mask(px, valid, src.nodata)
-                    b.add(i, j, predictor.run_batch(predictor.prepare(px, mask)[None])[0], mask)
-                r0, r1 = b.row_span(i)
-                out[:, r0:r1] = b.blended(i)
-                b.advance(i)
-        finally:
-            src.close()
-    return out, list(b.ys), list(b.xs)
+        px, valid, nodata, _ = read_whole(path, predictor.channels, replicate_grey)
+    opts = TileOptions(tile=tile, overlap=overlap, batch=1, blend=blend)
+    h, w = px.shape[:2]
+    (th, tw), (oy, ox) = plan_tiles(predictor, h, w, opts)
+    if (th, tw) != (tile, tile):
+        raise ValueError(f"the engine would run {th}x{tw} tiles on this {w}x{h} image, not {tile}x{tile}")
+    out = predictor.predict_logits(px, valid=valid, nodata=nodata, options=opts)
+    return out, tile_starts(h, th, oy), tile_starts(w, tw, ox)
 
 
 def tiler_full_logits(predictor, path, tile: int, replicate_grey: bool = False) -> np.ndarray:

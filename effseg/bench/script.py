@@ -18,7 +18,7 @@ from pathlib import Path
 
 OPS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
        "winograd_conv2d", "distance_transform", "losses")
-STUDIES = ("train",)
+STUDIES = ("train", "predict")
 # Far above any buffer a benchmark allocates: glibc then keeps freed blocks for reuse.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",

@@ -142,7 +142,7 @@ void backward<double>(const BwdArgs<double>& a) {
   base::backward_f64(a, nth);
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : "baseline"; }
+const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
 
 template void validate_fwd<float>(const FwdArgs<float>&);
 template void validate_fwd<double>(const FwdArgs<double>&);

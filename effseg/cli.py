@@ -134,7 +134,8 @@ def _cmd_run(args) -> int:
     try:
         predictor = Predictor(args.bundle, backend=args.backend, threads=args.threads, nonfinite=args.nonfinite,
                               max_pixels=args.max_pixels or None, bands=args.bands,
-                              replicate_grey=args.replicate_grey)
+                              replicate_grey=args.replicate_grey,
+                              native_scan=False if args.no_native_scan else None)
         result = predictor.run(args.input, args.out, progress=not args.no_progress, on_failure=failed)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"effseg run: error: {exc}", file=sys.stderr)
@@ -166,7 +167,8 @@ def _cmd_predict(args) -> int:
         opts.check()
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
-                                   in_channels=args.in_channels, tile=args.tile)
+                                   in_channels=args.in_channels, tile=args.tile,
+                                   native_scan=False if args.no_native_scan else None)
         run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"effseg predict: error: {exc}", file=sys.stderr)
@@ -242,7 +244,7 @@ def _cmd_export(args) -> int:
         trusted=args.trusted, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
         engine=args.engine, workspace=args.workspace, trt_version=args.trt_version,
         allow_fatal=args.allow_fatal, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
-        opset=args.opset, argmax=args.argmax,
+        opset=args.opset, argmax=args.argmax, native_scan=not args.no_native_scan,
         classes=args.classes.split(",") if args.classes else None, progress=not args.no_progress)
     try:
         summary = export_bundle(args.model, args.out, opts)
@@ -258,6 +260,10 @@ def _cmd_export(args) -> int:
            f"argmax agreement {par.get('argmax_agreement', 0):.4f}" if par else "not checked")
     print(f"{summary['model']} -> {summary['bundle']} ({summary['precision']}, opset {e['opset']}, "
           f"{e['nodes']} nodes, export {e['export_s']:.0f} s, ONNX Runtime parity: {fig})")
+    if "native_scan" in summary:
+        ns = summary["native_scan"]
+        print(f"native-scan form: {ns['segments']} ONNX segments around {ns['scans']} C++ scans "
+              "(effseg run uses it on CPUs)")
     if "int8" in summary:
         q = summary["int8"]
         print(f"INT8 ({q['method']}, {q['calibration_images']} calibration images): pixel argmax agreement "
@@ -470,6 +476,9 @@ def main(argv=None) -> int:
     p.add_argument("--dynamic-hw", action="store_true", help="free H and W (multiples of 32)")
     p.add_argument("--opset", type=int, default=17, choices=[17, 18])
     p.add_argument("--argmax", action="store_true", help="output the class map instead of logits")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="leave out the native-scan form of SS2D models (CM-UNet): ONNX segments around effseg's "
+                        "C++ scans, which `effseg run` uses on CPUs; model.onnx is written either way")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_export)
     p = sub.add_parser("run", help="segment an image or a folder with an exported bundle (no torch needed)",
@@ -495,6 +504,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images larger than N pixels (H x W) before decoding them (default "
                         f"{DEFAULT_MAX_PIXELS:,}; 0: no limit)")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="run model.onnx's standard-op scans even where the bundle's native-scan form (effseg's "
+                        "C++ scan between ONNX Runtime segments) could run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser(
@@ -538,6 +550,9 @@ def main(argv=None) -> int:
     p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
     p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
     p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="run model.onnx's standard-op scans even where the bundle's native-scan form (effseg's "
+                        "C++ scan between ONNX Runtime segments) could run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     v = p.add_argument_group("video and camera streams (DIR/<stem>/frame_000000.png masks, DIR/<stem>_overlay.mp4, "
                              "DIR/<stem>_video.json; needs effseg[video])")

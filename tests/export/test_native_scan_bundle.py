@@ -134,3 +134,19 @@ def test_a_changed_segment_is_refused(bundle, tmp_path):
 def test_a_graph_without_scans_cannot_be_cut(bundle):
     with pytest.raises(ValueError, match="holds no effseg.CrossSelectiveScan node"):
         split_at_scans(onnx.load(str(bundle / "model.onnx")))
+
+
+def test_effseg_run_uses_the_native_form_unless_told_not_to(bundle, tmp_path, capsys):
+    from PIL import Image
+
+    from effseg.cli import main
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    for flags, backend in (([], "onnxruntime+native-scan"), (["--no-native-scan"], "onnxruntime")):
+        out = tmp_path / backend
+        assert main(["run", str(bundle), str(tmp_path / "a.png"), "--out", str(out), "--no-progress", *flags]) == 0
+        assert f"({backend})" in capsys.readouterr().out
+        assert (out / "a.png_labels.png").is_file()
+    a, b = (np.asarray(Image.open(tmp_path / d / "a.png_labels.png")) for d in ("onnxruntime+native-scan",
+                                                                                 "onnxruntime"))
+    assert a.shape == (40, 36) and (a == b).mean() > 0.999

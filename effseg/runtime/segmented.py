@@ -30,7 +30,10 @@ def validate_section(meta: dict) -> dict | None:
         return None
     _want(isinstance(sec, dict), SECTION, "an object", sec)
     files = meta.get("files", {})
-    listed = lambda v: isinstance(v, str) and v in files  # noqa: E731
+
+    def listed(v) -> bool:
+        return isinstance(v, str) and v in files
+
     _want(listed(sec.get("constants")), f"{SECTION}.constants", "a file listed in 'files'", sec.get("constants"))
     segs = sec.get("segments")
     _want(isinstance(segs, list) and len(segs) > 0 and all(listed(s) for s in segs), f"{SECTION}.segments",
@@ -61,7 +64,9 @@ def section_files(meta: dict) -> set:
     sec = meta.get(SECTION)
     if not isinstance(sec, dict):
         return set()
-    return {sec.get("constants"), *(sec.get("segments") or [])} - {None}
+    segs = sec.get("segments")
+    names = [sec.get("constants"), *(segs if isinstance(segs, list) else [])]
+    return {n for n in names if isinstance(n, str)}
 
 
 def unavailable_reason(bundle, providers) -> str | None:

@@ -1,4 +1,4 @@
-"""meta.json's native_scan section is checked, each error naming the key (torch-free)."""
+"""meta.json's native_scan section is checked, each error naming the key; load_bundle checks it too."""
 import pytest
 
 from effseg.runtime.bundle import BundleError
@@ -44,3 +44,19 @@ def test_values_are_dropped_after_their_last_read():
     steps = [{"segment": 0}, {"scan": {"inputs": ["a"] * 8, "output": "y", "delta_softplus": True}},
              {"segment": 1}]
     assert [sorted(d) for d in _last_reads(steps, io)] == [["x"], ["a"], ["b", "y"]]
+
+
+def test_load_bundle_refuses_a_bad_section(tmp_path):
+    import json
+
+    from bundle_cases import make_bundle
+
+    from effseg.runtime.bundle import load_bundle
+
+    folder = make_bundle(tmp_path, "b")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["native_scan"] = {"constants": "model.onnx", "segments": ["nowhere.onnx"], "steps": [{"segment": 0}]}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="key 'native_scan.segments'"):
+        load_bundle(folder)
+    assert section_files({"native_scan": {"constants": "c", "segments": [["odd"], "s"]}}) == {"c", "s"}

@@ -110,8 +110,9 @@ def run(args) -> dict:
         export_bundle(model, bundle, BundleOptions(size=size, num_classes=getattr(model, "num_classes", 6),
                                                    progress=False))
         export_s = time.perf_counter() - t0
-        native = Predictor(bundle, backend="onnxruntime", native_scan=True)
-        plain = Predictor(bundle, backend="onnxruntime", native_scan=False)
+        # --threads holds ONNX Runtime to the same count as torch and effseg's kernels.
+        native = Predictor(bundle, backend="onnxruntime", native_scan=True, threads=args.threads)
+        plain = Predictor(bundle, backend="onnxruntime", native_scan=False, threads=args.threads)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, size, size)).astype(np.float32)
     img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)

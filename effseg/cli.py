@@ -179,7 +179,8 @@ def _cmd_predict(args) -> int:
         opts.check()
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
-                                   in_channels=args.in_channels, tile=args.tile)
+                                   in_channels=args.in_channels, tile=args.tile,
+                                   native_scan=False if args.no_native_scan else None)
         if args.ray:
             run = _predict_ray(args, predictor, opts, failed, done)
         else:
@@ -271,7 +272,7 @@ def _cmd_export(args) -> int:
         trusted=args.trusted, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
         engine=args.engine, workspace=args.workspace, trt_version=args.trt_version,
         allow_fatal=args.allow_fatal, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
-        opset=args.opset, argmax=args.argmax,
+        opset=args.opset, argmax=args.argmax, native_scan=not args.no_native_scan,
         classes=args.classes.split(",") if args.classes else None, progress=not args.no_progress)
     try:
         summary = export_bundle(args.model, args.out, opts)
@@ -287,6 +288,10 @@ def _cmd_export(args) -> int:
            f"argmax agreement {par.get('argmax_agreement', 0):.4f}" if par else "not checked")
     print(f"{summary['model']} -> {summary['bundle']} ({summary['precision']}, opset {e['opset']}, "
           f"{e['nodes']} nodes, export {e['export_s']:.0f} s, ONNX Runtime parity: {fig})")
+    if "native_scan" in summary:
+        ns = summary["native_scan"]
+        print(f"native-scan form: {ns['segments']} ONNX segments around {ns['scans']} C++ scans "
+              "(effseg run uses it on CPUs)")
     if "int8" in summary:
         q = summary["int8"]
         print(f"INT8 ({q['method']}, {q['calibration_images']} calibration images): pixel argmax agreement "
@@ -499,6 +504,9 @@ def main(argv=None) -> int:
     p.add_argument("--dynamic-hw", action="store_true", help="free H and W (multiples of 32)")
     p.add_argument("--opset", type=int, default=17, choices=[17, 18])
     p.add_argument("--argmax", action="store_true", help="output the class map instead of logits")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="leave out the native-scan form of SS2D models (CM-UNet): ONNX segments around effseg's "
+                        "C++ scans, which `effseg run` uses on CPUs; model.onnx is written either way")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_export)
     p = sub.add_parser(
@@ -548,6 +556,9 @@ def main(argv=None) -> int:
     p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
     p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
     p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="run model.onnx's standard-op scans even where the bundle's native-scan form (effseg's "
+                        "C++ scan between ONNX Runtime segments) could run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--ray", default=None, metavar="auto|HOST:PORT|local",
                    help="run on a Ray cluster (pip install 'effseg[ray]'): one task per raster, or strips of a single "

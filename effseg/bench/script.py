@@ -18,7 +18,7 @@ from pathlib import Path
 
 OPS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
        "winograd_conv2d", "distance_transform", "losses")
-STUDIES = ("train", "predict")
+STUDIES = ("train", "predict", "mamba_runtime")
 # Far above any buffer a benchmark allocates: glibc then keeps freed blocks for reuse.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
@@ -164,7 +164,8 @@ def run_script(op: str, doc: str | None, results: Path, argv: list[str] | None =
                                                     else ".")
     result, args = run_op(op, sys.argv[1:] if argv is None else argv, doc)
     print(json.dumps(result["targets"], indent=2))
-    print(f"wrote {write_json(result, result_path(results, op, args))}")
+    name = getattr(op_module(op), "RESULT_NAME", op)
+    print(f"wrote {write_json(result, result_path(results, name, args))}")
     if hasattr(op_module(op), "report"):
         print(op_module(op).report(result, args))
     return 0

@@ -52,6 +52,9 @@ class BundleOptions:
     extra: dict = field(default_factory=dict)
     palette: list | None = None
     pixel_dtype: str = "uint8"
+    # SS2D models (CM-UNet) also get the native-scan form: effseg's C++ scan between
+    # ONNX Runtime segments on CPUs (fp32 bundles; model.onnx stays the portable form).
+    native_scan: bool = True
 
 
 def _apply_checkpoint_meta(model_spec, o: BundleOptions) -> BundleOptions:
@@ -104,6 +107,23 @@ def _log(progress: bool, msg: str) -> None:
         print(f"[effseg export] {msg}", file=sys.stderr, flush=True)
 
 
+def _native_scan_form(model, tmp, shape, o: BundleOptions, report, precision):
+    """(meta section, files) of the native-scan form, or (None, []) where it does not apply."""
+    from .. import _native
+    from .scan_split import check_native_scan, has_cross_scans, write_native_scan
+
+    if not o.native_scan or precision != "fp32" or not has_cross_scans(model):
+        return None, []
+    if not _native.available():
+        _log(o.progress, f"no native-scan form (the bundle runs its scans as standard ops): {_native.reason}")
+        return None, []
+    _log(o.progress, "writing the native-scan form (ONNX segments around effseg's C++ scans)")
+    section, files = write_native_scan(model, tmp, input_shape=shape, dynamic_batch=o.dynamic_batch,
+                                       dynamic_hw=o.dynamic_hw, argmax=o.argmax, output_name=report.output)
+    check_native_scan(section, tmp, model, shape, argmax=o.argmax, output_name=report.output)
+    return section, [Path(tmp) / f for f in files]
+
+
 def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> dict:
     """Write the bundle for `model_spec` into out_dir; return a summary dict.
 
@@ -151,6 +171,10 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
             raise ExportRefused(f"TensorRT {o.trt_version} would reject {label}'s graph: "
                                 f"{len(fatal(findings))} fatal finding(s); pass --allow-fatal to write the "
                                 "bundle anyway (ONNX Runtime still runs it)", findings)
+        section, extra = _native_scan_form(model, tmp, shape, o, report, precision)
+        if section is not None:
+            summary["native_scan"] = {"segments": len(section["segments"]),
+                                      "scans": sum("scan" in s for s in section["steps"])}
         engine_path = None
         if o.engine:
             from .engine import build_engine
@@ -166,7 +190,9 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
                            dtype="float16" if o.fp16 else "float32", dynamic_batch=o.dynamic_batch,
                            dynamic_hw=o.dynamic_hw, mean=o.mean, std=o.std, tile_overlap=o.tile_overlap,
                            opset=o.opset, precision=precision, palette=o.palette, pixel_dtype=o.pixel_dtype)
-        write_bundle(out, onnx_path, meta=meta, engine_path=engine_path)
+        if section is not None:
+            meta["native_scan"] = section
+        write_bundle(out, onnx_path, meta=meta, engine_path=engine_path, extra_files=extra)
     summary["precision"] = precision
     _log(o.progress, f"bundle written to {out} ({precision})")
     return summary

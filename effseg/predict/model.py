@@ -17,8 +17,8 @@ def is_bundle(model) -> bool:
 
 
 def load_predictor(model, *, arch=None, backend="auto", threads=None, nonfinite="nodata", trusted=False,
-                   num_classes=6, in_channels=3, tile=None) -> Predictor:
-    kw = dict(backend=backend, threads=threads, nonfinite=nonfinite, max_pixels=None)
+                   num_classes=6, in_channels=3, tile=None, native_scan=None) -> Predictor:
+    kw = dict(backend=backend, threads=threads, nonfinite=nonfinite, max_pixels=None, native_scan=native_scan)
     if is_bundle(model):
         return Predictor(model, **kw)
     if arch is None:

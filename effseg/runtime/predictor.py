@@ -38,36 +38,22 @@ def _engine_refusal(bundle: Bundle) -> str | None:
     return engine_mismatch(bundle.engine_tensorrt_version, tensorrt_version())
 
 
-class Predictor:
-    """Runs a bundle on images of any size.
+class PredictorBase:
+    """What every predictor does around its model: the image and pixel-type checks,
+    normalisation and nodata (PixelPrep), the output checks against the metadata, the
+    tile engine and the colours. The metadata is a Bundle (meta.json's schema); a
+    subclass sets self._model, a callable (N, C, h, w) array -> output array with a
+    `name` (Predictor: ONNX Runtime or TensorRT; effseg.predict's torch route: an
+    nn.Module through effseg.compile). Arguments as Predictor's."""
 
-    backend: "onnxruntime", "tensorrt" (the bundle's engine; an error if it cannot run
-    here), or "auto": the engine when it can run, else ONNX Runtime with a warning saying
-    why. providers and threads go to ONNX Runtime. Images run through the one tile
-    engine (effseg.runtime.tiled, the same as `effseg run` and `effseg predict`): tiles of
-    the model's size (static) or of meta.json tile.size (dynamic), blended. tile: None
-    cuts a dynamic model's tiles down to an image smaller than them (one pass, padded to
-    a multiple of 32); True never does; False never tiles: a dynamic model takes the
-    whole image in one pass, a static one only images of its own size.
-
-    nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
-    in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
-    apply to the files that read() and run() open (see effseg.runtime.images).
-    """
-
-    def __init__(self, bundle_or_path, backend: str = "auto", providers=None, threads: int | None = None,
-                 tile: bool | None = None, *, nonfinite: str = "nodata",
+    def __init__(self, bundle: Bundle, *, tile: bool | None = None, nonfinite: str = "nodata",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, bands=None, replicate_grey: bool = False):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         if tile not in (None, True, False):
             raise ValueError(f"tile must be None, True or False, got {tile!r}")
         self.max_pixels = check_max_pixels(max_pixels)
         self.bands = None if bands is None else check_bands(bands)
         self.replicate_grey = bool(replicate_grey)
-        self.bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+        self.bundle = bundle
         self.tile = tile
         meta = self.bundle.meta
         self.channels = meta["input"]["channels"]
@@ -81,18 +67,7 @@ class Predictor:
         if overlap > min(th, tw) // 2:
             raise BundleError(f"meta.json: key 'tile.overlap' must be at most half of the {th}x{tw} tiles this "
                               f"model runs ({min(th, tw) // 2}), got {overlap}")
-        if backend in ("auto", "tensorrt"):
-            why = _engine_refusal(self.bundle)
-            if why is None:
-                self._model = TrtModel(self.bundle)
-            elif backend == "tensorrt":
-                raise BundleError(f"backend='tensorrt' cannot run: {why}")
-            else:
-                if self.bundle.engine_path is not None:
-                    warnings.warn(f"running model.onnx with ONNX Runtime: {why}", RuntimeWarning, stacklevel=2)
-                self._model = OrtModel(self.bundle, providers, threads)
-        else:
-            self._model = OrtModel(self.bundle, providers, threads)
+        self._model = None
 
     @property
     def backend(self) -> str:
@@ -213,3 +188,44 @@ class Predictor:
             out[r0:r0 + _COLOR_ROWS] = self._palette[np.where(nodata, 0, lab)]
             out[r0:r0 + _COLOR_ROWS][nodata] = 0
         return out
+
+
+class Predictor(PredictorBase):
+    """Runs a bundle on images of any size.
+
+    backend: "onnxruntime", "tensorrt" (the bundle's engine; an error if it cannot run
+    here), or "auto": the engine when it can run, else ONNX Runtime with a warning saying
+    why. providers and threads go to ONNX Runtime. Images run through the one tile
+    engine (effseg.runtime.tiled, the same as `effseg run` and `effseg predict`): tiles of
+    the model's size (static) or of meta.json tile.size (dynamic), blended. tile: None
+    cuts a dynamic model's tiles down to an image smaller than them (one pass, padded to
+    a multiple of 32); True never does; False never tiles: a dynamic model takes the
+    whole image in one pass, a static one only images of its own size.
+
+    nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
+    in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
+    apply to the files that read() and run() open (see effseg.runtime.images).
+    """
+
+    def __init__(self, bundle_or_path, backend: str = "auto", providers=None, threads: int | None = None,
+                 tile: bool | None = None, *, nonfinite: str = "nodata",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, bands=None, replicate_grey: bool = False):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+        super().__init__(bundle, tile=tile, nonfinite=nonfinite, max_pixels=max_pixels, bands=bands,
+                         replicate_grey=replicate_grey)
+        if backend in ("auto", "tensorrt"):
+            why = _engine_refusal(self.bundle)
+            if why is None:
+                self._model = TrtModel(self.bundle)
+            elif backend == "tensorrt":
+                raise BundleError(f"backend='tensorrt' cannot run: {why}")
+            else:
+                if self.bundle.engine_path is not None:
+                    warnings.warn(f"running model.onnx with ONNX Runtime: {why}", RuntimeWarning, stacklevel=2)
+                self._model = OrtModel(self.bundle, providers, threads)
+        else:
+            self._model = OrtModel(self.bundle, providers, threads)

@@ -177,9 +177,13 @@ def _cmd_predict(args) -> int:
     opts.max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
         opts.check()
+        if args.ray and args.backend == "torch":
+            raise ValueError("--ray sends a bundle to its workers; --backend torch runs a checkpoint's module in "
+                             "this process: leave out one of them")
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
                                    in_channels=args.in_channels, tile=args.tile,
+                                   compile_backend=args.compile_backend,
                                    native_scan=False if args.no_native_scan else None)
         if args.ray:
             run = _predict_ray(args, predictor, opts, failed, done)
@@ -250,7 +254,8 @@ def _cmd_predict_video(args) -> int:
                              "frame masks, an overlay video and a summary")
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
-                                   in_channels=args.in_channels, tile=args.tile)
+                                   in_channels=args.in_channels, tile=args.tile,
+                                   compile_backend=args.compile_backend)
         run = predict_videos(predictor, videos, args.out, opts, vopts, on_failure=failed, on_done=done)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"effseg predict: error: {exc}", file=sys.stderr)
@@ -515,10 +520,13 @@ def main(argv=None) -> int:
                     "transform and block layout, deflate-compressed, with the class colour table and class names, "
                     "255 where the input has no data. Reads and writes window by window (memory does not grow "
                     "with the raster's area); overlapping tiles are blended with smooth weights. MODEL is a bundle "
-                    "(effseg export; no torch needed) or a checkpoint with --arch (needs torch: exported to a "
-                    "temporary bundle first). Exit status 1 when a raster failed (reported, the others go on), "
+                    "(effseg export; no torch needed) or a checkpoint (needs torch): one written by effseg train "
+                    "carries its architecture, classes, normalisation and palette, a plain one needs --arch; it "
+                    "runs exported to a temporary ONNX bundle, or as a torch module through effseg.compile with "
+                    "--backend torch. Exit status 1 when a raster failed (reported, the others go on), "
                     "2 when the model or an argument is wrong.")
-    p.add_argument("model", metavar="MODEL", help="bundle folder, or a checkpoint with --arch")
+    p.add_argument("model", metavar="MODEL",
+                   help="bundle folder, or a checkpoint (effseg train's RUN/best.ckpt; a plain one with --arch)")
     p.add_argument("input", nargs="*", metavar="INPUT",
                    help="raster files, folders or globs ('**' recurses); video files (.mp4 .avi .mov .mkv), "
                         "cameras (cam:0) or stream URLs (rtsp://, http(s)://)")
@@ -548,14 +556,25 @@ def main(argv=None) -> int:
                         "class region, in the raster's CRS")
     p.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
                    help="Douglas-Peucker tolerance of --vector polygons in pixels (default 1; 0: exact outlines)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"],
+                   help="auto: a bundle's TensorRT engine when it runs here, else ONNX Runtime (a checkpoint is "
+                        "exported to a temporary ONNX bundle); torch: a checkpoint MODEL's nn.Module through "
+                        "effseg.compile (CUDA when available), same tiling and outputs")
+    p.add_argument("--compile-backend", default=None, choices=["eager", "inductor", "onnxruntime"],
+                   help="effseg.compile backend of --backend torch (default eager)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads (--backend torch: torch's, process-wide, or ONNX "
+                        "Runtime's with --compile-backend onnxruntime)")
     p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
                    help="NaN/Inf pixels: nodata (255; default) or error (that raster fails)")
-    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint MODEL (needs torch)")
+    p.add_argument("--arch", default=None,
+                   help="zoo architecture of a plain checkpoint MODEL (needs torch; effseg train's checkpoints name "
+                        "theirs)")
     p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
-    p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
-    p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of a plain checkpoint MODEL (default 6; effseg train's checkpoints know theirs)")
+    p.add_argument("--in-channels", type=int, default=None,
+                   help="input channels of a plain checkpoint MODEL (default 3; effseg train's know theirs)")
     p.add_argument("--no-native-scan", action="store_true",
                    help="run model.onnx's standard-op scans even where the bundle's native-scan form (effseg's "
                         "C++ scan between ONNX Runtime segments) could run")

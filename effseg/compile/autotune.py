@@ -87,17 +87,18 @@ def resolve(autotune) -> tuple[Tuner | None, str]:
 
 
 def interleaved(calls: dict, budget_s: float, min_rounds: int = 3, max_rounds: int = 50) -> dict:
-    """{name: [ms, ...]}: one untimed call each, then rounds of one call each, the order
-    reversed every other round so that no candidate always runs after the same one (a
-    pool still spinning from the previous call slows whoever comes next)."""
-    for fn in calls.values():
-        fn()
+    """{name: [ms, ...]}: rounds of two calls per candidate, of which the second is timed,
+    the order reversed every other round. The untimed call takes the hand-over: the pool
+    of the candidate before (an ORT session's, or OpenMP's) still spins for a while after
+    its call and, on a 2-core machine, slows whichever call comes next several times over
+    (measured 5-15x with several ORT sessions alternating)."""
     samples = {name: [] for name in calls}
     names = list(calls)
     end = time.perf_counter() + budget_s
     rounds = 0
     while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() < end):
         for name in (names if rounds % 2 == 0 else names[::-1]):
+            calls[name]()
             t0 = time.perf_counter()
             calls[name]()
             samples[name].append((time.perf_counter() - t0) * 1e3)

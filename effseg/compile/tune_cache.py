@@ -37,13 +37,18 @@ class TuneCache:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            return _ignored(path, f"unreadable ({exc})")
-        try:
-            rec = json.loads(text)
-        except ValueError as exc:
-            return _ignored(path, f"not JSON ({exc})")
-        why = _invalid(rec, key, names)
-        return _ignored(path, why) if why else rec
+            why, rec = f"unreadable ({exc})", None
+        else:
+            try:
+                rec = json.loads(text)
+            except ValueError as exc:
+                why = f"not JSON ({exc})"
+            else:
+                why = _invalid(rec, key, names)
+        if why:
+            _ignored(path, why)
+            return None
+        return rec
 
     def store(self, key: dict, record: dict) -> Path | None:
         """Write record (with its key) atomically; None, with a warning, when the folder
@@ -85,4 +90,3 @@ def _invalid(rec, key: dict, names) -> str | None:
 def _ignored(path: Path, why: str) -> None:
     warnings.warn(f"effseg.compile autotune: ignoring the record {path}: {why}; measuring "
                   "again and rewriting it", RuntimeWarning, stacklevel=4)
-    return None

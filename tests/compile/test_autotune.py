@@ -255,3 +255,25 @@ def test_interleaved_alternates_the_order_and_times_at_least_three_rounds():
     assert order == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
     assert {n: len(v) for n, v in samples.items()} == {"a": 3, "b": 3}
     assert all(t >= 0 for v in samples.values() for t in v)
+
+
+def test_a_candidate_that_disagrees_is_rejected_not_chosen(tmp_path, monkeypatch):
+    from effseg.passes import constant_fold
+
+    real = constant_fold.run
+
+    def corrupting(gm, device):  # a broken pass: effseg's graph now answers wrongly
+        rec = real(gm, device)
+        with torch.no_grad():
+            next(iter(gm.parameters())).mul_(3.0)
+        return rec
+
+    monkeypatch.setattr(constant_fold, "run", corrupting)
+    timer = FakeTimer({"effseg": 0.1})
+    model = seeded(NETS["conv_bn_relu"]())
+    cm = effseg.compile(model, input_shape=SHAPE, backend="eager",
+                        autotune=Tuner(cache_dir=tmp_path, measure=timer))
+    rec = cm.report()["autotune"]
+    assert rec["choice"] == "plain" and "effseg" not in rec["times_ms"]
+    assert rec["rejected"]["effseg"].startswith("ParityError")
+    assert timer.seen == [["plain"]] and cm.report()["parity"]["ok"]

@@ -45,7 +45,7 @@ def _cmd_bench(args) -> int:
     if args.op is not None:
         return _cmd_op_bench(args)
     from .bench.model_bench import make_config, run_model_bench
-    from .bench.report_table import text_table
+    from .bench.report_table import losses, text_table
 
     if args.quick and args.full:
         print("effseg bench: error: --quick and --full exclude each other", file=sys.stderr)
@@ -64,6 +64,10 @@ def _cmd_bench(args) -> int:
         return 2
     result["command"] = ["effseg", *(args.argv or [])]
     print(text_table(result["rows"]))
+    result["losses"] = losses(result["rows"])
+    if result["losses"]:
+        print("\nwhere effseg loses here:")
+        print("\n".join(f"- {line}" for line in result["losses"]))
     if args.markdown:
         from .bench.report_table import markdown_table
 

@@ -95,6 +95,37 @@ def name_nodes(model) -> None:
             used.add(name)
 
 
+def spatial_means_to_pooling(model) -> int:
+    """Replace each ReduceMean over H and W of a 4-D tensor (keepdims) by GlobalAveragePool,
+    which computes the same; returns how many.
+
+    In ORT profiles of the QDQ graph such a ReduceMean (a channel-attention squeeze) took
+    ~50 ms at 512x512 where the fp32 graph's took 0.2 ms; GlobalAveragePool runs fast in both.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.input)
+            if v.type.tensor_type.HasField("shape")}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    count = 0
+    for i, n in enumerate(model.graph.node):
+        if n.op_type != "ReduceMean" or rank.get(n.input[0]) != 4:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        axes = attrs.get("axes")
+        if axes is None and len(n.input) > 1 and n.input[1] in inits:
+            axes = inits[n.input[1]].tolist()
+        if attrs.get("keepdims", 1) != 1 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
+            continue
+        model.graph.node[i].CopyFrom(helper.make_node("GlobalAveragePool", [n.input[0]], list(n.output),
+                                                      name=n.name))
+        count += 1
+    return count
+
+
 def activation_tensors(model, is_float: dict, excluded=frozenset()) -> list:
     """Float tensors read or written by a node of CPU_OP_TYPES: the ones that need a range."""
     init = {t.name for t in model.graph.initializer}
@@ -200,6 +231,7 @@ def quantize_for_cpu(model, src: Path, dst: Path, calibration, *, method, mean, 
         preprocess(fp32, pre)
         pre_model = onnx.load(str(pre))
         name_nodes(pre_model)
+        spatial_means_to_pooling(pre_model)
         onnx.save(pre_model, str(pre))
         spec = _input_spec(pre_model)
         excluded = excluded_nodes(pre_model, exclude, activation_matmuls)

@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime.quantization")
 from effseg.export import calibrate
 from effseg.export.quantize import quantize
 from effseg.export.to_onnx import to_onnx
-from effseg.export.quantize_cpu import CPU_OP_TYPES, INTEGER_KERNELS, kernel_census, speed_vs_fp32
+from effseg.export.quantize_cpu import (CPU_OP_TYPES, INTEGER_KERNELS, kernel_census, spatial_means_to_pooling,
+                                        speed_vs_fp32)
 
 SIZE = 32
 
@@ -82,19 +83,38 @@ def test_cpu_placement_runs_every_conv_and_weight_matmul_as_an_integer_kernel(cp
     assert "Conv" not in ops and "FusedConv" not in ops, ops
     # qkv (a constant weight) runs in integers; q @ k^T and attn @ v stay fp32, so the
     # Softmax between them does too.
-    assert ops.get("QLinearMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) == 1, ops
+    assert _integer_matmuls(ops) == 1, ops
     assert census["float"] == 2 and "QLinearSoftmax" not in ops and "Softmax" in ops, ops
     assert report.target == "cpu"
     assert report.kernels == {"integer": census["integer"], "float": 2}
     assert report.quantized_nodes == census["integer"]
 
 
-def test_activation_matmuls_on_cpu_quantise_the_attention_softmax_too(fp32_onnx, tmp_path):
+def _integer_matmuls(ops):
+    return sum(ops.get(k, 0) for k in ("QLinearMatMul", "MatMulIntegerToFloat", "QGemm"))
+
+
+def test_activation_matmuls_on_cpu_quantise_the_attention_products_too(fp32_onnx, tmp_path):
     out = tmp_path / "all.onnx"
     quantize(fp32_onnx, out, images(2, 1), target="cpu", activation_matmuls=True, progress=False)
-    ops = kernel_census(out)["ops"]
-    assert ops.get("QLinearMatMul", 0) + ops.get("MatMulIntegerToFloat", 0) == 3, ops
-    assert "QLinearSoftmax" in ops, ops
+    census = kernel_census(out)
+    assert _integer_matmuls(census["ops"]) == 3 and census["float"] == 0, census["ops"]
+
+
+def test_spatial_mean_becomes_global_pooling():
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], name="squeeze", axes=[-1, -2], keepdims=1),
+             helper.make_node("ReduceMean", ["x"], ["c"], name="channels", axes=[1], keepdims=1)]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("m", "c")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs), opset_imports=[helper.make_opsetid("", 17)])
+    assert spatial_means_to_pooling(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["GlobalAveragePool", "ReduceMean"]
+    v = np.random.default_rng(0).normal(size=(1, 8, 4, 4)).astype(np.float32)
+    m, c = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": v})
+    np.testing.assert_allclose(m, v.mean(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c, v.mean(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
 def test_tensorrt_placement_leaves_onnx_runtime_in_fp32(fp32_onnx, tmp_path):

@@ -70,17 +70,39 @@ def preprocess(src: Path, dst: Path) -> None:
 
 
 def excluded_nodes(model, patterns, activation_matmuls: bool) -> set:
-    """Names of the nodes left in fp32: those matching `patterns` and, unless
-    activation_matmuls, every MatMul/Gemm with no constant input (attention products):
-    quantising its inputs quantises the Softmax before it, and ORT's QLinearSoftmax is far
-    slower than its fp32 Softmax."""
+    """Names of the nodes left in fp32: those matching `patterns`, the head (`head_nodes`)
+    and, unless activation_matmuls, every MatMul/Gemm with no constant input (attention
+    products): quantising its inputs quantises the Softmax before it, and ORT's
+    QLinearSoftmax is far slower than its fp32 Softmax."""
     init = {t.name for t in model.graph.initializer} | {n.output[0] for n in model.graph.node
                                                         if n.op_type == "Constant"}
     out = {n.name for n in model.graph.node if any(fnmatch.fnmatchcase(n.name, p) for p in patterns)}
     if not activation_matmuls:
         out |= {n.name for n in model.graph.node
                 if n.op_type in ("MatMul", "Gemm") and not any(i in init for i in n.input)}
-    return out
+    return out | head_nodes(model)
+
+
+def head_nodes(model) -> set:
+    """The last quantisable node on each path to a graph output (the classifier head).
+
+    Kept fp32 so that the logits are not rounded to 256 levels: where two classes' logits
+    are closer than one uint8 step the argmax would flip. It is one small Conv per output.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    heads, seen = set(), set()
+    todo = [o.name for o in model.graph.output]
+    while todo:
+        t = todo.pop()
+        n = producer.get(t)
+        if n is None or id(n) in seen:
+            continue
+        seen.add(id(n))
+        if n.op_type in CPU_OP_TYPES and n.op_type not in ("Transpose", "Reshape"):
+            heads.add(n.name)
+        else:  # Resize, ArgMax, layout ops: look through them
+            todo.extend(i for i in n.input if i)
+    return heads
 
 
 def name_nodes(model) -> None:

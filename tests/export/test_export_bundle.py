@@ -65,7 +65,7 @@ def test_int8_bundle_from_a_calibration_folder(tmp_path):
     calib = _images(tmp_path / "calib", n=6)
     summary = export_bundle(SmallNet().eval(), tmp_path / "q", _opts(int8=True, calib=str(calib)))
     assert summary["precision"] == "int8"
-    assert summary["int8"]["quantized_nodes"] >= 2 and summary["int8"]["pixel_agreement"] >= 0.9
+    assert summary["int8"]["quantized_nodes"] >= 1 and summary["int8"]["pixel_agreement"] >= 0.9
     meta = json.loads((tmp_path / "q" / "meta.json").read_text())
     assert meta["precision"] == "int8"
     import onnx
@@ -77,7 +77,7 @@ def test_int8_bundle_from_a_calibration_folder(tmp_path):
     # Without --engine the placement is ONNX Runtime's: integer kernels, speed measured,
     # and the TensorRT check (which rejects uint8 zero-points) recorded as skipped.
     q = summary["int8"]
-    assert q["target"] == "cpu" and q["kernels"]["integer"] >= 2 and q["kernels"]["float"] == 0
+    assert q["target"] == "cpu" and q["kernels"] == {"integer": 1, "float": 1}  # the head Conv keeps fp32
     assert set(q["speed"]) == {"fp32_ms", "int8_ms", "speedup"}
     assert "skipped" in summary["tensorrt_check"]
 

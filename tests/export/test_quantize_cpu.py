@@ -79,14 +79,14 @@ def test_cpu_placement_runs_every_conv_and_weight_matmul_as_an_integer_kernel(cp
     out, report = cpu_int8
     census = kernel_census(out)
     ops = census["ops"]
-    assert ops.get("QLinearConv", 0) == 4, ops  # stem, dw, pw, head
-    assert "Conv" not in ops and "FusedConv" not in ops, ops
+    assert ops.get("QLinearConv", 0) == 3, ops  # stem, dw, pw
+    assert ops.get("Conv", 0) + ops.get("FusedConv", 0) == 1, ops  # the 1x1 classifier keeps fp32 logits
     # qkv (a constant weight) runs in integers; q @ k^T and attn @ v stay fp32, so the
     # Softmax between them does too.
     assert _integer_matmuls(ops) == 1, ops
-    assert census["float"] == 2 and "QLinearSoftmax" not in ops and "Softmax" in ops, ops
+    assert census["float"] == 3 and "QLinearSoftmax" not in ops and "Softmax" in ops, ops
     assert report.target == "cpu"
-    assert report.kernels == {"integer": census["integer"], "float": 2}
+    assert report.kernels == {"integer": census["integer"], "float": 3}
     assert report.quantized_nodes == census["integer"]
 
 
@@ -98,7 +98,7 @@ def test_activation_matmuls_on_cpu_quantise_the_attention_products_too(fp32_onnx
     out = tmp_path / "all.onnx"
     quantize(fp32_onnx, out, images(2, 1), target="cpu", activation_matmuls=True, progress=False)
     census = kernel_census(out)
-    assert _integer_matmuls(census["ops"]) == 3 and census["float"] == 0, census["ops"]
+    assert _integer_matmuls(census["ops"]) == 3 and census["float"] == 1, census["ops"]
 
 
 def test_spatial_mean_becomes_global_pooling():
@@ -133,9 +133,9 @@ def test_cpu_placement_uses_uint8_activations_and_int8_weights(cpu_int8):
     inits = {t.name: t for t in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
     act_types, weight_types = set(), set()
-    for n in model.graph.node:
-        if n.op_type != "Conv":
-            continue
+    quantised = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in producers]
+    assert len(quantised) == 3  # all but the classifier head
+    for n in quantised:
         for i, kinds in ((0, act_types), (1, weight_types)):
             dq = producers[n.input[i]]
             assert dq.op_type == "DequantizeLinear", f"{n.name} input {i} is not dequantised"
@@ -196,3 +196,37 @@ def test_signed_range_clips_each_side_and_keeps_zero():
     lo, hi = calibrate.signed_range(h, "percentile", percentile=99.9)
     assert -1.1 < lo < -0.9 and hi == pytest.approx(1.0, abs=0.01)  # the outlier is clipped
     assert (h.lo, h.hi) == (-50.0, 1.0)
+
+
+def test_excluded_nodes_by_pattern_and_attention_matmuls():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from effseg.export.quantize_cpu import excluded_nodes, name_nodes
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"], name="proj"),
+             helper.make_node("MatMul", ["a", "x"], ["b"]),  # two activations, unnamed
+             helper.make_node("Relu", ["b"], ["y"], name="head_relu")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]))
+    name_nodes(model)
+    names = [n.name for n in model.graph.node]
+    assert names[1] == "MatMul_1" and len(set(names)) == 3
+    # head_relu makes the output: the head stays fp32 whatever else is asked
+    assert excluded_nodes(model, ["pro*"], activation_matmuls=True) == {"proj", "head_relu"}
+    assert excluded_nodes(model, [], activation_matmuls=False) == {"MatMul_1", "head_relu"}
+
+
+def test_head_is_found_through_resize_and_argmax():
+    from onnx import TensorProto, helper
+
+    from effseg.export.quantize_cpu import head_nodes
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="body"),
+             helper.make_node("Conv", ["h", "w2"], ["logits"], name="cls"),
+             helper.make_node("Resize", ["logits", "", "s"], ["up"], name="up"),
+             helper.make_node("ArgMax", ["up"], ["y"], name="am", axis=1)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, None)
+    assert head_nodes(helper.make_model(helper.make_graph(nodes, "g", [x], [y]))) == {"cls"}

@@ -15,8 +15,10 @@ Conv), calibrates every float tensor that a quantised node reads or writes with
 effseg's histograms (each side of the range clipped at the method's |x| threshold), and
 writes the QDQ graph with onnxruntime.quantization.quantize_static from those ranges
 (no second calibration): uint8 asymmetric activations, int8 symmetric per-channel
-weights. Ops whose ORT integer kernel is slower than fp32 on a CPU (Softmax,
-AveragePool, ReduceMean, Sigmoid, Resize) are left out of the placement.
+weights. Left in fp32: ops whose ORT integer kernel is slower than fp32 on a CPU
+(Softmax, AveragePool, Sigmoid, Resize), attention products (MatMul of two activations:
+quantising them quantises the Softmax between them) and the classifier head (so logits
+keep their precision). A ReduceMean over H and W becomes GlobalAveragePool.
 The result has non-zero zero-points, which TensorRT rejects: it is a CPU-only file.
 """
 from __future__ import annotations
@@ -49,14 +51,13 @@ def _ort_quant():
         from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
-        raise RuntimeError("target='cpu' needs onnxruntime's quantization tools (onnxruntime >= 1.32): "
-                           f"{exc}") from exc
+        raise RuntimeError(f"target='cpu' needs onnxruntime's quantization tools: {exc}") from exc
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         import onnxruntime
 
         raise RuntimeError(f"target='cpu' hands effseg's calibration ranges to onnxruntime through "
                            f"quantize_static(calibration_cache_path=...), which onnxruntime "
-                           f"{onnxruntime.__version__} lacks: upgrade onnxruntime (1.32 or newer)")
+                           f"{onnxruntime.__version__} lacks: upgrade onnxruntime (1.32 has it)")
     return CalibrationMethod, QuantFormat, QuantType, quantize_static, TensorsData, save_tensors_data, \
         quant_pre_process
 
@@ -234,7 +235,6 @@ def speed_vs_fp32(fp32_path, int8_path, x, *, threads: int | None = None, rounds
                 times[k].append((time.perf_counter() - t0) * 1e3)
     fp32_ms, int8_ms = (float(np.median(times[k])) for k in ("fp32", "int8"))
     return {"fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "speedup": round(fp32_ms / int8_ms, 3)}
-
 
 
 def quantize_for_cpu(model, src: Path, dst: Path, calibration, *, method, mean, std, validation,

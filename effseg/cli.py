@@ -471,7 +471,8 @@ def main(argv=None) -> int:
     p.add_argument("--int8-target", default="auto", choices=["auto", "cpu", "tensorrt"],
                    help="INT8 Q/DQ placement: cpu (ONNX Runtime integer kernels, uint8 activations), "
                         "tensorrt (symmetric int8, what TensorRT fuses); auto: tensorrt with --engine, else cpu")
-    p.add_argument("--calib-method", default="entropy", choices=["entropy", "percentile", "minmax"])
+    p.add_argument("--calib-method", default=None, choices=["entropy", "percentile", "minmax"],
+                   help="INT8 calibration (default: minmax for --int8-target cpu, entropy for tensorrt)")
     p.add_argument("--engine", action="store_true", help="also build model.engine (needs TensorRT here)")
     p.add_argument("--workspace", default="1GiB", help="TensorRT builder workspace (default 1GiB)")
     p.add_argument("--trt-version", default="10.3", help="TensorRT the graph is checked against "

@@ -43,7 +43,7 @@ class BundleOptions:
     fp16: bool = False
     int8: bool = False
     calib: str | None = None
-    calib_method: str = "entropy"
+    calib_method: str | None = None  # None: quantize's default for the INT8 target
     # "auto": "tensorrt" with --engine, else "cpu" (see effseg.export.quantize's `target`).
     int8_target: str = "auto"
     engine: bool = False
@@ -153,7 +153,7 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
 
             q_path = Path(tmp) / "model.int8.onnx"
             target = resolve_int8_target(o)
-            _log(o.progress, f"calibrating INT8 ({o.calib_method}, for {target}) on {o.calib}")
+            _log(o.progress, f"calibrating INT8 ({o.calib_method or 'default method'}, for {target}) on {o.calib}")
             q = quantize(onnx_path, q_path, o.calib, method=o.calib_method, mean=o.mean, std=o.std,
                          progress=o.progress, target=target, compare_speed=target == "cpu")
             summary["int8"] = q.to_dict()

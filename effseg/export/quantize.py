@@ -28,6 +28,7 @@ from . import calib_data, calibrate
 # Op type -> the inputs that are quantised (bias inputs stay fp32).
 QUANTIZED_INPUTS = {"Conv": (0, 1), "ConvTranspose": (0, 1), "MatMul": (0, 1), "Gemm": (0, 1)}
 TARGETS = ("tensorrt", "cpu")
+DEFAULT_METHOD = {"tensorrt": "entropy", "cpu": "minmax"}  # see quantize's `method`
 MIN_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) arrives in opset 13
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 
@@ -415,7 +416,7 @@ def _save(model, dst: Path) -> None:
 
 # --- the entry point --------------------------------------------------------------------------
 
-def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=IMAGENET_MEAN,
+def quantize(onnx_path, out_path, calibration, *, method: str | None = None, mean=IMAGENET_MEAN,
              std=IMAGENET_STD, validation=None, per_channel: bool = True, max_images: int | None = None,
              progress: bool = True, percentile: float = 99.99, exclude=(),
              activation_matmuls: bool | None = None, target: str = "tensorrt",
@@ -425,7 +426,11 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
     calibration: image folder or path, list of image paths, preprocessed (N, C, H, W)
         float32 array, or an iterable of such batches (numpy or torch; (x, y) pairs give x)
         -- see effseg.export.calib_data for how images are fitted and normalised.
-    method: "entropy" (Migacz's KL search), "percentile" (`percentile` of |x|) or "minmax".
+    method: "entropy" (Migacz's KL search), "percentile" (`percentile` of |x|) or "minmax";
+        None: "entropy" for target "tensorrt", "minmax" for "cpu" (there entropy's clipping
+        of both sides of every Add/Mul/Concat output cost agreement: banet at 128x128,
+        4 synthetic calibration images, 82% argmax agreement with fp32 against 96% with
+        minmax; the tensorrt placement gives 96% with either).
     mean, std: per-channel normalisation of image files, in 0-255 units.
     validation: data in the same forms to measure agreement on; None reuses calibration
         (a one-shot iterator's batches are then kept in memory for the second pass).
@@ -447,9 +452,11 @@ def quantize(onnx_path, out_path, calibration, *, method: str = "entropy", mean=
         calibration batch (report.speed), so an export can say when INT8 does not pay.
     """
     onnx, _ = _onnx()
-    calibrate.check_method(method)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(map(repr, TARGETS))}; got {target!r}")
+    if method is None:
+        method = DEFAULT_METHOD[target]
+    calibrate.check_method(method)
     if compare_speed and target != "cpu":
         raise ValueError("compare_speed applies to target='cpu' only (ONNX Runtime runs the 'tensorrt' "
                          "placement mostly in fp32)")

@@ -85,7 +85,7 @@ def test_cpu_placement_runs_every_conv_and_weight_matmul_as_an_integer_kernel(cp
     # Softmax between them does too.
     assert _integer_matmuls(ops) == 1, ops
     assert census["float"] == 3 and "QLinearSoftmax" not in ops and "Softmax" in ops, ops
-    assert report.target == "cpu"
+    assert report.target == "cpu" and report.method == "minmax"  # the cpu target's default calibration
     assert report.kernels == {"integer": census["integer"], "float": 3}
     assert report.quantized_nodes == census["integer"]
 
@@ -121,7 +121,8 @@ def test_tensorrt_placement_leaves_onnx_runtime_in_fp32(fp32_onnx, tmp_path):
     # The cause of the slow INT8 in ORT: Q/DQ on Conv inputs only, no Q after the Conv,
     # so ORT cannot form QLinearConv and runs the fp32 Conv behind a DequantizeLinear.
     out = tmp_path / "trt.onnx"
-    quantize(fp32_onnx, out, images(2, 1), target="tensorrt", progress=False)
+    report = quantize(fp32_onnx, out, images(2, 1), target="tensorrt", progress=False)
+    assert report.method == "entropy"
     census = kernel_census(out)
     assert census["float"] >= 4
     assert census["ops"].get("QLinearConv", 0) == 0

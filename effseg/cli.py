@@ -279,6 +279,7 @@ def _cmd_export(args) -> int:
     opts = BundleOptions(
         size=args.size, num_classes=args.num_classes, in_channels=args.in_channels, arch=args.arch,
         trusted=args.trusted, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
+        int8_target=args.int8_target,
         engine=args.engine, workspace=args.workspace, trt_version=args.trt_version,
         allow_fatal=args.allow_fatal, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
         opset=args.opset, argmax=args.argmax, native_scan=not args.no_native_scan,
@@ -303,8 +304,16 @@ def _cmd_export(args) -> int:
               "(effseg run uses it on CPUs)")
     if "int8" in summary:
         q = summary["int8"]
-        print(f"INT8 ({q['method']}, {q['calibration_images']} calibration images): pixel argmax agreement "
-              f"with fp32 {q['pixel_agreement']:.4f}, mIoU against the fp32 labels {q['miou']:.4f}")
+        print(f"INT8 for {q['target']} ({q['method']}, {q['calibration_images']} calibration images): pixel "
+              f"argmax agreement with fp32 {q['pixel_agreement']:.4f}, mIoU against the fp32 labels {q['miou']:.4f}")
+        if q.get("kernels"):
+            k = q["kernels"]
+            print(f"ONNX Runtime runs {k['integer']} integer kernels, {k['float']} fp32 Conv/MatMul/Gemm")
+        if q.get("speed"):
+            s = q["speed"]
+            verdict = "faster" if s["speedup"] >= 1.0 else "SLOWER: the fp32 bundle is the better choice here"
+            print(f"ONNX Runtime on this CPU: INT8 {s['int8_ms']:.0f} ms, fp32 {s['fp32_ms']:.0f} ms "
+                  f"({s['speedup']:.2f}x, {verdict}; measured once during export, not a benchmark)")
     return 0
 
 
@@ -502,7 +511,11 @@ def main(argv=None) -> int:
     p.add_argument("--fp16", action="store_true", help="typed fp16 graph (what TensorRT 11 needs for fp16)")
     p.add_argument("--int8", action="store_true", help="INT8 Q/DQ graph calibrated on --calib images")
     p.add_argument("--calib", default=None, metavar="DIR", help="calibration images for --int8")
-    p.add_argument("--calib-method", default="entropy", choices=["entropy", "percentile", "minmax"])
+    p.add_argument("--int8-target", default="auto", choices=["auto", "cpu", "tensorrt"],
+                   help="INT8 Q/DQ placement: cpu (ONNX Runtime integer kernels, uint8 activations), "
+                        "tensorrt (symmetric int8, what TensorRT fuses); auto: tensorrt with --engine, else cpu")
+    p.add_argument("--calib-method", default=None, choices=["entropy", "percentile", "minmax"],
+                   help="INT8 calibration (default: minmax for --int8-target cpu, entropy for tensorrt)")
     p.add_argument("--engine", action="store_true", help="also build model.engine (needs TensorRT here)")
     p.add_argument("--workspace", default="1GiB", help="TensorRT builder workspace (default 1GiB)")
     p.add_argument("--trt-version", default="10.3", help="TensorRT the graph is checked against "

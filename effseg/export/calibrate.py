@@ -37,6 +37,9 @@ class Histogram:
         self.counts = np.zeros(bins, dtype=np.float64)
         self.range = 0.0
         self.amax = 0.0
+        # Signed extremes: an asymmetric (uint8) range needs to know which side is empty.
+        self.lo = 0.0
+        self.hi = 0.0
 
     @property
     def width(self) -> float:
@@ -47,11 +50,14 @@ class Histogram:
         return float(self.counts.sum())
 
     def update(self, x) -> None:
-        a = np.abs(np.asarray(x, dtype=np.float32)).ravel()
-        if a.size == 0:
+        v = np.asarray(x, dtype=np.float32).ravel()
+        if v.size == 0:
             return
+        a = np.abs(v)
         if not np.all(np.isfinite(a)):
             raise ValueError("calibration activations contain NaN or Inf; check the model and its inputs")
+        self.lo = min(self.lo, float(v.min()))
+        self.hi = max(self.hi, float(v.max()))
         amax = float(a.max())
         self.amax = max(self.amax, amax)
         if self.range == 0.0:
@@ -136,6 +142,16 @@ def threshold(hist: Histogram, method: str = "entropy", *, percentile: float = 9
     if method == "percentile":
         return percentile_threshold(hist, percentile)
     return entropy_threshold(hist)
+
+
+def signed_range(hist: Histogram, method: str = "entropy", *, percentile: float = 99.99) -> tuple:
+    """(low, high) for an asymmetric scale: the seen extremes, each clipped at the |x| threshold.
+
+    Both ends include 0 (a quantised 0 must be exact); after a ReLU low is 0 and the whole
+    uint8 range covers [0, T].
+    """
+    t = threshold(hist, method, percentile=percentile)
+    return max(min(hist.lo, 0.0), -t), min(max(hist.hi, 0.0), t)
 
 
 def check_method(method) -> None:

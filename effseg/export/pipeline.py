@@ -22,6 +22,14 @@ class ExportRefused(RuntimeError):
 
 # What a checkpoint without effseg metadata, or a zoo name, gets when not told.
 DEFAULT_SIZE, DEFAULT_NUM_CLASSES, DEFAULT_IN_CHANNELS = 512, 6, 3
+INT8_TARGETS = ("auto", "cpu", "tensorrt")
+
+
+def resolve_int8_target(o: BundleOptions) -> str:
+    """The placement an INT8 export writes: TensorRT's when an engine is built, else ONNX Runtime's."""
+    if o.int8_target != "auto":
+        return o.int8_target
+    return "tensorrt" if o.engine else "cpu"
 
 
 @dataclass
@@ -35,7 +43,9 @@ class BundleOptions:
     fp16: bool = False
     int8: bool = False
     calib: str | None = None
-    calib_method: str = "entropy"
+    calib_method: str | None = None  # None: quantize's default for the INT8 target
+    # "auto": "tensorrt" with --engine, else "cpu" (see effseg.export.quantize's `target`).
+    int8_target: str = "auto"
     engine: bool = False
     workspace: str = "1GiB"
     trt_version: str = "10.3"
@@ -96,6 +106,11 @@ def check_options(o: BundleOptions) -> None:
         raise ValueError("--int8 needs --calib DIR: a folder of calibration images")
     if o.calib and not o.int8:
         raise ValueError("--calib applies to --int8 only")
+    if o.int8_target not in INT8_TARGETS:
+        raise ValueError(f"--int8-target must be one of {', '.join(INT8_TARGETS)}, got {o.int8_target!r}")
+    if o.int8 and o.engine and o.int8_target == "cpu":
+        raise ValueError("--int8-target cpu writes a graph for ONNX Runtime (uint8 activations) that TensorRT "
+                         "rejects; --engine needs --int8-target tensorrt (or auto)")
     if not isinstance(o.size, int) or o.size < 32:
         raise ValueError(f"--size must be an int >= 32, got {o.size!r}")
     if o.classes is not None and len(o.classes) != o.num_classes:
@@ -171,14 +186,26 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
             from .quantize import quantize
 
             q_path = Path(tmp) / "model.int8.onnx"
-            _log(o.progress, f"calibrating INT8 ({o.calib_method}) on {o.calib}")
+            target = resolve_int8_target(o)
+            _log(o.progress, f"calibrating INT8 ({o.calib_method or 'default method'}, for {target}) on {o.calib}")
             q = quantize(onnx_path, q_path, o.calib, method=o.calib_method, mean=o.mean, std=o.std,
-                         progress=o.progress)
+                         progress=o.progress, target=target, compare_speed=target == "cpu")
             summary["int8"] = q.to_dict()
+            if q.speed is not None and q.speed["speedup"] < 1.0:
+                _log(o.progress, f"INT8 is not faster than fp32 in ONNX Runtime on this CPU "
+                                 f"({q.speed['int8_ms']:.0f} ms against {q.speed['fp32_ms']:.0f} ms): the fp32 "
+                                 "bundle is the faster choice here")
             onnx_path, precision = q_path, "int8"
-        findings = check_tensorrt(onnx_path, trt_version=o.trt_version)
-        summary["tensorrt_check"] = {"trt_version": o.trt_version,
-                                     "findings": [f.__dict__ for f in findings]}
+        if precision == "int8" and resolve_int8_target(o) == "cpu":
+            # Non-zero zero-points are the point of this placement, and TensorRT rejects them.
+            findings = []
+            summary["tensorrt_check"] = {"trt_version": o.trt_version, "findings": [],
+                                         "skipped": "INT8 for ONNX Runtime on CPUs (uint8 activations); "
+                                                    "export with --int8-target tensorrt for TensorRT"}
+        else:
+            findings = check_tensorrt(onnx_path, trt_version=o.trt_version)
+            summary["tensorrt_check"] = {"trt_version": o.trt_version,
+                                         "findings": [f.__dict__ for f in findings]}
         if findings:
             _log(o.progress, format_findings(findings))
         if fatal(findings) and not o.allow_fatal:

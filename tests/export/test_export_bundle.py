@@ -65,7 +65,7 @@ def test_int8_bundle_from_a_calibration_folder(tmp_path):
     calib = _images(tmp_path / "calib", n=6)
     summary = export_bundle(SmallNet().eval(), tmp_path / "q", _opts(int8=True, calib=str(calib)))
     assert summary["precision"] == "int8"
-    assert summary["int8"]["quantized_nodes"] >= 2 and summary["int8"]["pixel_agreement"] >= 0.9
+    assert summary["int8"]["quantized_nodes"] >= 1 and summary["int8"]["pixel_agreement"] >= 0.9
     meta = json.loads((tmp_path / "q" / "meta.json").read_text())
     assert meta["precision"] == "int8"
     import onnx
@@ -74,6 +74,21 @@ def test_int8_bundle_from_a_calibration_folder(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     labels = Predictor(tmp_path / "q").predict(np.zeros((32, 32, 3), np.uint8))
     assert labels.shape == (32, 32)
+    # Without --engine the placement is ONNX Runtime's: integer kernels, speed measured,
+    # and the TensorRT check (which rejects uint8 zero-points) recorded as skipped.
+    q = summary["int8"]
+    assert q["target"] == "cpu" and q["kernels"] == {"integer": 1, "float": 1}  # the head Conv keeps fp32
+    assert set(q["speed"]) == {"fp32_ms", "int8_ms", "speedup"}
+    assert "skipped" in summary["tensorrt_check"]
+
+
+def test_int8_for_tensorrt_keeps_the_symmetric_graph_and_the_check(tmp_path):
+    calib = _images(tmp_path / "calib", n=2)
+    summary = export_bundle(SmallNet().eval(), tmp_path / "t",
+                            _opts(int8=True, calib=str(calib), int8_target="tensorrt"))
+    assert summary["int8"]["target"] == "tensorrt" and summary["int8"]["speed"] is None
+    assert "skipped" not in summary["tensorrt_check"]
+    assert not [f for f in summary["tensorrt_check"]["findings"] if f["severity"] == "fatal"]
 
 
 def test_fatal_tensorrt_finding_refuses_unless_allowed(tmp_path):
@@ -91,6 +106,8 @@ def test_fatal_tensorrt_finding_refuses_unless_allowed(tmp_path):
     ({"int8": True}, "--calib"),
     ({"calib": "x"}, "--int8 only"),
     ({"classes": ["a"]}, "--classes names 1"),
+    ({"int8": True, "calib": "x", "int8_target": "gpu"}, "--int8-target must be one of auto, cpu, tensorrt, got 'gpu'"),
+    ({"int8": True, "calib": "x", "int8_target": "cpu", "engine": True}, "--engine needs --int8-target tensorrt"),
 ])
 def test_option_errors(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):

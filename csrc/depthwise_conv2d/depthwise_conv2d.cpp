@@ -38,6 +38,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/isa.h"
@@ -159,9 +160,16 @@ template <class T, int L>
 struct Kernel {
   using V = typename Lane<T, L>::type;
   using I = typename Lane<T, L>::itype;
-  // Only the AVX2 build has 32-byte vectors; simd_math.h's functions fuse multiply-adds
-  // there.
-  static constexpr bool kFma = L * sizeof(T) == 32;
+  // Only the AVX2 / AVX-512 builds have 32- / 64-byte vectors; simd_math.h's functions
+  // fuse multiply-adds there.
+  static constexpr bool kFma = L * sizeof(T) >= 32;
+  // x86 AVX2 / AVX-512 builds (32- / 64-byte vectors): the channel-blocked path runs
+  // the column-reuse tile (tile_blk_reuse) on NO pixels with up to kGroup tap weights
+  // held in registers. Sized to the register file: 16 accumulators + 8 weights + the
+  // input of 32 zmm registers; 8 + 4 + 1 of 16 ymm registers.
+  static constexpr bool kReuse = L * sizeof(T) >= 32;
+  static constexpr int kNO = L * sizeof(T) >= 64 ? 16 : 8;
+  static constexpr int kGroup = L * sizeof(T) >= 64 ? 8 : 4;
 
   using U = typename Lane<T, L>::unaligned;
   static DW_INLINE V ld(const T* p) { return *reinterpret_cast<const U*>(p); }
@@ -212,6 +220,25 @@ struct Kernel {
     }
   }
 
+  // One butterfly of the L = 16 transpose: rows k (bit B clear) and k + B exchange the
+  // elements whose column has bit B set (row k) / clear (row k + B).
+  template <int B, bool Hi, size_t... P>
+  static DW_INLINE V bfly(const V& a, const V& b, std::index_sequence<P...>) {
+    return DW_SHUF(I, a, b,
+                   static_cast<int>(Hi ? ((P & B) ? L + P : P + B) : ((P & B) ? L + P - B : P))...);
+  }
+  template <int B>
+  static DW_INLINE void transpose_stage(V* r) {
+#pragma GCC unroll 16
+    for (int k = 0; k < L; ++k) {
+      if (k & B) continue;
+      const V lo = bfly<B, false>(r[k], r[k + B], std::make_index_sequence<L>{});
+      const V hi = bfly<B, true>(r[k], r[k + B], std::make_index_sequence<L>{});
+      r[k] = lo;
+      r[k + B] = hi;
+    }
+  }
+
   // In-register L x L transpose: r[i][j] -> r[j][i] (unpack / shuffle / lane-permute
   // stages; GCC and Clang map each shuffle onto one instruction).
   static DW_INLINE void transpose(V* r) {
@@ -244,6 +271,13 @@ struct Kernel {
       r[1] = DW_SHUF(I, t1, t3, 0, 1, 4, 5);
       r[2] = DW_SHUF(I, t0, t2, 2, 3, 6, 7);
       r[3] = DW_SHUF(I, t1, t3, 2, 3, 6, 7);
+    } else if constexpr (L == 16) {
+      // AVX-512 floats: four butterfly stages, each swapping one bit of the row index
+      // with the same bit of the column index (after all four, r[i][j] = old r[j][i]).
+      transpose_stage<1>(r);
+      transpose_stage<2>(r);
+      transpose_stage<4>(r);
+      transpose_stage<8>(r);
     } else if constexpr (L == 2) {
       const V t0 = DW_SHUF(I, r[0], r[1], 0, 2);
       r[1] = DW_SHUF(I, r[0], r[1], 1, 3);
@@ -306,6 +340,13 @@ struct Kernel {
         for (int v = 0; v < NV; ++v) acc[v] += ld(p + v * vs) * wv;
       }
     }
+    store_blk<NV>(pl, acc, dst);
+  }
+
+  // NV accumulated pixels x L channels -> L channel rows of NV outputs (L x L transposes).
+  template <int NV>
+  static DW_INLINE void store_blk(const Plan<T>& pl, const V* acc, T* dst) {
+    const Args<T>& a = *pl.a;
     constexpr int G = (NV + L - 1) / L;
     V r[G * L];
 #pragma GCC unroll 8
@@ -323,6 +364,78 @@ struct Kernel {
           std::memcpy(dst + l * cs + g * L, &r[g * L + l], sizeof(T) * cnt);
       }
     }
+  }
+
+  // Column-reuse tile (x86 AVX2 / AVX-512 builds; column dilation 1, column stride S =
+  // 1 or 2): the same NO x L outputs as tile_blk<NO>, but per kernel row the taps run in
+  // groups of up to kGroup columns whose weight vectors stay in registers, and each
+  // buffered pixel is loaded once per group and fed to every output pixel of the tile
+  // that reads it with one of those taps: NO + g - 1 input loads for NO * g FMAs where
+  // tile_blk loads one input per FMA (at k = 7 its loads, not the FMAs, were the limit).
+  // Each output still sums its taps in (i, j) order, so results equal tile_blk's.
+  // Unrolled through index packs rather than loops: GCC's unroll pragmas left the larger
+  // AVX-512 groups as partial loops with the accumulators spilled.
+  template <int NO, int S, int Q, int J>
+  static DW_INLINE void tap_fma(const V& x, const V* wv, V* acc) {
+    constexpr int d = Q - J;  // output o reads pixel o*S + J
+    if constexpr (d >= 0 && d % S == 0 && d / S < NO) acc[d / S] += x * wv[J];
+  }
+  template <int NO, int S, int Q, int... J>
+  static DW_INLINE void pixel_fmas(const T* p, const V* wv, V* acc,
+                                   std::integer_sequence<int, J...>) {
+    const V x = ld(p + Q * L);
+    (tap_fma<NO, S, Q, J>(x, wv, acc), ...);
+  }
+  template <int NO, int S, int GS, int... Q>
+  static DW_INLINE void group_pixels(const T* p, const V* wv, V* acc,
+                                     std::integer_sequence<int, Q...>) {
+    (pixel_fmas<NO, S, Q>(p, wv, acc, std::make_integer_sequence<int, GS>{}), ...);
+  }
+  template <int NO, int S, int GS>
+  static DW_INLINE void taps_group(const T* p, const T* w, V* acc) {
+    V wv[GS];
+#pragma GCC unroll 16
+    for (int j = 0; j < GS; ++j) wv[j] = ld(w + j * L);
+    // (NO - 1) * S + GS pixels the group reads
+    group_pixels<NO, S, GS>(p, wv, acc, std::make_integer_sequence<int, (NO - 1) * S + GS>{});
+  }
+
+  template <int NO, int S>
+  static DW_INLINE void tile_blk_reuse(const Plan<T>& pl, const T* src, const T* wb,
+                                       const V& bias, T* dst) {
+    const Args<T>& a = *pl.a;
+    const int kH = static_cast<int>(a.kH), kW = static_cast<int>(a.kW);
+    const int64_t ks = a.dH * pl.Wp * L;
+    // Groups as even as the register budget allows (k = 5 on AVX2: 3 + 2, not 4 + 1).
+    const int ng = (kW + kGroup - 1) / kGroup, gs = (kW + ng - 1) / ng;
+    V acc[NO];
+#pragma GCC unroll 16
+    for (int v = 0; v < NO; ++v) acc[v] = bias;
+    for (int i = 0; i < kH; ++i) {
+      const T* rowi = src + i * ks;
+      const T* wi = wb + i * kW * L;
+      for (int j0 = 0; j0 < kW; j0 += gs) {
+        const T* p = rowi + j0 * L;
+        const T* w = wi + j0 * L;
+        switch (std::min(gs, kW - j0)) {
+          case 1: taps_group<NO, S, 1>(p, w, acc); break;
+          case 2: taps_group<NO, S, 2>(p, w, acc); break;
+          case 3: taps_group<NO, S, 3>(p, w, acc); break;
+          case 4: taps_group<NO, S, 4>(p, w, acc); break;
+          default:
+            if constexpr (kGroup >= 5) {
+              switch (std::min(gs, kW - j0)) {
+                case 5: taps_group<NO, S, 5>(p, w, acc); break;
+                case 6: taps_group<NO, S, 6>(p, w, acc); break;
+                case 7: taps_group<NO, S, 7>(p, w, acc); break;
+                default: taps_group<NO, S, 8>(p, w, acc); break;
+              }
+            }
+            break;
+        }
+      }
+    }
+    store_blk<NO>(pl, acc, dst);
   }
 
   static DW_INLINE void unit_blk(const Plan<T>& pl, int64_t u, T* buf) {
@@ -345,6 +458,14 @@ struct Kernel {
         const T* src = buf + (oh - oh0) * a.sH * pl.Wp * L;
         T* dst = out + oh * Wo;
         int64_t ow = cb0;
+        if constexpr (kReuse) {
+          if (a.dW == 1 && a.sW == 1)
+            for (; ow + kNO <= cb1; ow += kNO)
+              tile_blk_reuse<kNO, 1>(pl, src + ow * ps, wb, bias, dst + ow);
+          else if (a.dW == 1 && a.sW == 2)
+            for (; ow + kNO <= cb1; ow += kNO)
+              tile_blk_reuse<kNO, 2>(pl, src + ow * ps, wb, bias, dst + ow);
+        }
         for (; ow + 8 <= cb1; ow += 8) tile_blk<8>(pl, src + ow * ps, wb, bias, dst + ow);
         switch (cb1 - ow) {
           case 7: tile_blk<7>(pl, src + ow * ps, wb, bias, dst + ow); break;
@@ -520,6 +641,16 @@ __attribute__((target("avx2,fma"))) void run_f64_avx2(const Plan<double>& p, int
                                                       int64_t u1, double* b) {
   Kernel<double, 4>::run(p, part, u0, u1, b);
 }
+// AVX-512: 16 float / 8 double lanes, so 16 channels per block, and 32 registers for
+// the column-reuse tile.
+__attribute__((target("avx512f,avx2,fma"))) void run_f32_avx512(const Plan<float>& p, int part,
+                                                                int64_t u0, int64_t u1, float* b) {
+  Kernel<float, 16>::run(p, part, u0, u1, b);
+}
+__attribute__((target("avx512f,avx2,fma"))) void run_f64_avx512(const Plan<double>& p, int part,
+                                                                int64_t u0, int64_t u1, double* b) {
+  Kernel<double, 8>::run(p, part, u0, u1, b);
+}
 #endif
 
 template <class T>
@@ -528,6 +659,10 @@ template <>
 struct Pick<float> {
   static RunFn<float> fn(int& lanes) {
 #if defined(EFFSEG_X86_DISPATCH)
+    if (isa() >= Isa::AVX512) {
+      lanes = 16;
+      return run_f32_avx512;
+    }
     if (use_avx2()) {
       lanes = 8;
       return run_f32_avx2;
@@ -545,6 +680,10 @@ template <>
 struct Pick<double> {
   static RunFn<double> fn(int& lanes) {
 #if defined(EFFSEG_X86_DISPATCH)
+    if (isa() >= Isa::AVX512) {
+      lanes = 8;
+      return run_f64_avx512;
+    }
     if (use_avx2()) {
       lanes = 4;
       return run_f64_avx2;
@@ -677,7 +816,12 @@ void forward(const Args<T>& a) {
   if (unitsR) fn(pl, 1, 0, unitsR, buf);
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
+const char* simd_level() {
+#if defined(EFFSEG_X86_DISPATCH)
+  if (isa() >= Isa::AVX512) return isa_name(Isa::AVX512);
+#endif
+  return use_avx2() ? "avx2+fma" : baseline_name();
+}
 
 template void validate<float>(const Args<float>&);
 template void validate<double>(const Args<double>&);

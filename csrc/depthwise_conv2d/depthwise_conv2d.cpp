@@ -25,9 +25,16 @@
 //     2 rows x up to 4 vectors (4 rows for one-vector rows).
 //   * Row blocks keep a unit's buffer within L2; with few (batch, channel) planes the
 //     planes are cut into more blocks so that every thread gets work.
-//   * Both paths are compiled for the x86-64 baseline (SSE2: L = 4 floats) and
-//     AVX2+FMA (L = 8) and picked at run time through common/isa.h's detection
-//     (EFFSEG_SIMD caps it); double uses the same code with half the lanes. GELU is
+//   * Column-reuse tile (AVX2 / AVX-512 builds, column stride 1 or 2, column dilation
+//     1): the channel-blocked tile above is bound by its loads at large k (one input
+//     vector per FMA). Instead, per kernel row, the taps run in groups whose weight
+//     vectors stay in registers and each buffered pixel is loaded once per group and
+//     fed to every output of the tile that reads it (k = 7 on AVX-512: 22 input + 7
+//     weight loads for 112 FMAs instead of 119). Fully unrolled per group size.
+//   * Both paths are compiled for the x86-64 baseline (SSE2: L = 4 floats), AVX2+FMA
+//     (L = 8) and AVX-512F (L = 16: wider FMAs and 32 registers for the reuse tile),
+//     picked at run time through common/isa.h's detection (EFFSEG_SIMD caps it);
+//     double uses the same code with half the lanes. GELU is
 //     the exact (erf) form, through a rational erf fitted for this kernel (gelu_f);
 //     SiLU is common/simd_math.h's; double uses std::erfc / std::exp.
 #include "depthwise_conv2d/depthwise_conv2d.h"
@@ -133,6 +140,11 @@ DW_INLINE T act_scalar(T z, Act act) {
 // Input bytes a block should stay under, so its rows are still in L2 when the taps
 // of the last tile read them.
 constexpr int64_t kBlockBytes = 96 * 1024;
+// The same for the channel-blocked path of the AVX-512 build: its 16-channel rows are
+// twice as long, so 96 KB held ~5 output rows against 6 halo rows at k = 7 and more than
+// half of the transposed fill was repeated; 384 KB (within the 1-2 MB L2 of AVX-512 x86
+// cores) holds ~40 (single-thread CPU time ~10-20% lower at k = 5 / 7 on a Xeon).
+constexpr int64_t kBlockBytesWide = 384 * 1024;
 // Output pixels per column block of the channel-blocked path (a multiple of 8).
 constexpr int64_t kColBlock = 32;
 
@@ -164,12 +176,13 @@ struct Kernel {
   // fuse multiply-adds there.
   static constexpr bool kFma = L * sizeof(T) >= 32;
   // x86 AVX2 / AVX-512 builds (32- / 64-byte vectors): the channel-blocked path runs
-  // the column-reuse tile (tile_blk_reuse) on NO pixels with up to kGroup tap weights
+  // the column-reuse tile (tile_blk_reuse) on kNO pixels with up to kGroup tap weights
   // held in registers. Sized to the register file: 16 accumulators + 8 weights + the
-  // input of 32 zmm registers; 8 + 4 + 1 of 16 ymm registers.
+  // input of 32 zmm registers; 8 + 6 + 1 of 16 ymm registers (6 rather than 4 lets
+  // k = 5 run as one group; single-thread CPU time ~7% lower on a Xeon).
   static constexpr bool kReuse = L * sizeof(T) >= 32;
   static constexpr int kNO = L * sizeof(T) >= 64 ? 16 : 8;
-  static constexpr int kGroup = L * sizeof(T) >= 64 ? 8 : 4;
+  static constexpr int kGroup = L * sizeof(T) >= 64 ? 8 : 6;
 
   using U = typename Lane<T, L>::unaligned;
   static DW_INLINE V ld(const T* p) { return *reinterpret_cast<const U*>(p); }
@@ -400,14 +413,19 @@ struct Kernel {
     group_pixels<NO, S, GS>(p, wv, acc, std::make_integer_sequence<int, (NO - 1) * S + GS>{});
   }
 
+  // Taps per group: as even as the register budget allows (k = 9 on AVX-512: 5 + 4, not
+  // 8 + 1). Computed once per unit: an integer division per tile showed in profiles.
+  static DW_INLINE int group_size(int kW) {
+    const int ng = (kW + kGroup - 1) / kGroup;
+    return (kW + ng - 1) / ng;
+  }
+
   template <int NO, int S>
   static DW_INLINE void tile_blk_reuse(const Plan<T>& pl, const T* src, const T* wb,
-                                       const V& bias, T* dst) {
+                                       const V& bias, T* dst, int gs) {
     const Args<T>& a = *pl.a;
     const int kH = static_cast<int>(a.kH), kW = static_cast<int>(a.kW);
     const int64_t ks = a.dH * pl.Wp * L;
-    // Groups as even as the register budget allows (k = 5 on AVX2: 3 + 2, not 4 + 1).
-    const int ng = (kW + kGroup - 1) / kGroup, gs = (kW + ng - 1) / ng;
     V acc[NO];
 #pragma GCC unroll 16
     for (int v = 0; v < NO; ++v) acc[v] = bias;
@@ -449,6 +467,7 @@ struct Kernel {
     fill_blk(pl, a.x + plane0 * a.H * a.W, oh0 * a.sH, (oh1 - 1 - oh0) * a.sH + pl.halo, buf);
     T* out = a.out + plane0 * a.Ho * a.Wo;
     const int64_t Wo = a.Wo, ps = a.sW * L;
+    [[maybe_unused]] const int gs = group_size(static_cast<int>(a.kW));
     // Column blocks of kColBlock output pixels, all rows of the block each: the rows
     // one output row's taps read (kH rows of the block's width) then stay in L1, where
     // full-width rows would not (7 rows of a 128-pixel plane are already 30 KB).
@@ -461,10 +480,10 @@ struct Kernel {
         if constexpr (kReuse) {
           if (a.dW == 1 && a.sW == 1)
             for (; ow + kNO <= cb1; ow += kNO)
-              tile_blk_reuse<kNO, 1>(pl, src + ow * ps, wb, bias, dst + ow);
+              tile_blk_reuse<kNO, 1>(pl, src + ow * ps, wb, bias, dst + ow, gs);
           else if (a.dW == 1 && a.sW == 2)
             for (; ow + kNO <= cb1; ow += kNO)
-              tile_blk_reuse<kNO, 2>(pl, src + ow * ps, wb, bias, dst + ow);
+              tile_blk_reuse<kNO, 2>(pl, src + ow * ps, wb, bias, dst + ow, gs);
         }
         for (; ow + 8 <= cb1; ow += 8) tile_blk<8>(pl, src + ow * ps, wb, bias, dst + ow);
         switch (cb1 - ow) {
@@ -653,13 +672,21 @@ __attribute__((target("avx512f,avx2,fma"))) void run_f64_avx512(const Plan<doubl
 }
 #endif
 
+// Fewest taps for which the AVX-512 build is picked over the AVX2 one: its 16 x 16
+// transposes in and out cost more per pixel than the 8 x 8 ones, which small kernels
+// do not win back (single-thread CPU time on a Xeon: k = 3 ~15-25% slower than the
+// AVX2 build, k = 4 even, k = 5 ~10% and k = 7 ~35% faster).
+constexpr int64_t kWideMinTaps = 20;
+
+// fn(lanes, wide): the build to run and its lane count; wide: the AVX-512 one may be
+// taken (the kernel has at least kWideMinTaps taps).
 template <class T>
 struct Pick;
 template <>
 struct Pick<float> {
-  static RunFn<float> fn(int& lanes) {
+  static RunFn<float> fn(int& lanes, bool wide) {
 #if defined(EFFSEG_X86_DISPATCH)
-    if (isa() >= Isa::AVX512) {
+    if (wide && isa() >= Isa::AVX512) {
       lanes = 16;
       return run_f32_avx512;
     }
@@ -678,9 +705,9 @@ struct Pick<float> {
 };
 template <>
 struct Pick<double> {
-  static RunFn<double> fn(int& lanes) {
+  static RunFn<double> fn(int& lanes, bool wide) {
 #if defined(EFFSEG_X86_DISPATCH)
-    if (isa() >= Isa::AVX512) {
+    if (wide && isa() >= Isa::AVX512) {
       lanes = 8;
       return run_f64_avx512;
     }
@@ -702,13 +729,24 @@ struct Pick<double> {
   throw std::invalid_argument("depthwise_conv2d: " + msg);
 }
 
+// Buffers the kernel reads whole vectors from start on a 64-byte boundary: std::vector
+// only guarantees 16 bytes, and then every 64-byte (AVX-512) access to a buffered pixel
+// or a weight vector straddled two cache lines (and half of the 32-byte ones did); the
+// AVX-512 build spent about twice the AVX2 one's time outside its FMAs until aligned.
+constexpr size_t kAlign = 64;
+template <class T>
+T* align_up(T* p) {
+  const auto u = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<T*>((u + kAlign - 1) & ~uintptr_t{kAlign - 1});
+}
+
 // A per-thread scratch buffer kept across calls (OpenMP's threads persist): no
-// allocation, and so no page faults, per call.
+// allocation, and so no page faults, per call. 64-byte aligned.
 template <class T>
 T* scratch(size_t n) {
   thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  if (buf.size() < n + kAlign / sizeof(T)) buf.resize(n + kAlign / sizeof(T));
+  return align_up(buf.data());
 }
 
 
@@ -730,11 +768,11 @@ void validate(const Args<T>& a) {
 namespace {
 
 // Output rows per block: the block's buffered input (row_bytes per padded row) within
-// kBlockBytes, cut further so that `planes` planes give >= 4 units per thread, and
+// block_bytes, cut further so that `planes` planes give >= 4 units per thread, and
 // rounded to whole 8-row tiles.
 int64_t rows_per_block(int64_t Ho, int64_t sH, int64_t halo, int64_t row_bytes, int64_t planes,
-                       int nth) {
-  int64_t rpb = std::max<int64_t>(1, (kBlockBytes / std::max<int64_t>(row_bytes, 1) - halo) / sH + 1);
+                       int nth, int64_t block_bytes = kBlockBytes) {
+  int64_t rpb = std::max<int64_t>(1, (block_bytes / std::max<int64_t>(row_bytes, 1) - halo) / sH + 1);
   if (nth > 1 && planes < 4 * nth) {
     const int64_t want_blocks = (4 * nth + planes - 1) / planes;
     rpb = std::min(rpb, (Ho + want_blocks - 1) / want_blocks);
@@ -753,7 +791,7 @@ void forward(const Args<T>& a) {
   pl.a = &a;
   pl.halo = (a.kH - 1) * a.dH + 1;
   int lanes = 1;
-  const RunFn<T> fn = Pick<T>::fn(lanes);
+  const RunFn<T> fn = Pick<T>::fn(lanes, a.kH * a.kW >= kWideMinTaps);
   int nth = max_threads();
   if (planes * a.Ho * a.Wo * a.kH * a.kW < (int64_t{1} << 17)) nth = 1;
 
@@ -763,15 +801,17 @@ void forward(const Args<T>& a) {
   int64_t unitsB = 0, bufB = 0;
   if (pl.nbc > 0) {
     const int64_t K = a.kH * a.kW;
-    wblk.resize(static_cast<size_t>(pl.nbc * K * lanes));
+    wblk.resize(static_cast<size_t>(pl.nbc * K * lanes) + kAlign / sizeof(T));
+    T* wa = align_up(wblk.data());
     for (int64_t cb = 0; cb < pl.nbc; ++cb)
       for (int64_t k = 0; k < K; ++k)
         for (int64_t l = 0; l < lanes; ++l)
-          wblk[(cb * K + k) * lanes + l] = a.w[(cb * lanes + l) * K + k];
-    pl.wblk = wblk.data();
+          wa[(cb * K + k) * lanes + l] = a.w[(cb * lanes + l) * K + k];
+    pl.wblk = wa;
     pl.Wp = (a.Wo - 1) * a.sW + (a.kW - 1) * a.dW + 1;
     const int64_t row_bytes = pl.Wp * lanes * static_cast<int64_t>(sizeof(T));
-    pl.rpbB = rows_per_block(a.Ho, a.sH, pl.halo, row_bytes, a.B * pl.nbc, nth);
+    pl.rpbB = rows_per_block(a.Ho, a.sH, pl.halo, row_bytes, a.B * pl.nbc, nth,
+                             lanes * sizeof(T) >= 64 ? kBlockBytesWide : kBlockBytes);
     pl.nblkB = (a.Ho + pl.rpbB - 1) / pl.rpbB;
     unitsB = a.B * pl.nbc * pl.nblkB;
     bufB = ((pl.rpbB - 1) * a.sH + pl.halo) * pl.Wp * lanes;
@@ -816,6 +856,7 @@ void forward(const Args<T>& a) {
   if (unitsR) fn(pl, 1, 0, unitsR, buf);
 }
 
+// The widest build a call can take (kernels under kWideMinTaps taps run the AVX2 one).
 const char* simd_level() {
 #if defined(EFFSEG_X86_DISPATCH)
   if (isa() >= Isa::AVX512) return isa_name(Isa::AVX512);

@@ -267,6 +267,8 @@ _LARGE_K_CASES = [
     (16, 9, 29, (3, 7), 1, (1, 3), 1, "gelu"),
     (16, 9, 29, (7, 5), 1, "same", 1, None),
     (32, 30, 130, 7, 1, "same", 1, None),  # several 32-pixel column blocks
+    (16, 300, 37, 7, 1, "same", 1, "relu"),  # several row blocks (halo rows refilled)
+    (16, 301, 37, 5, 2, 2, 1, None),
 ]
 
 _LARGE_K_SCRIPT = """

@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "bind.h"
 #include "common/isa.h"
@@ -21,6 +23,7 @@ py::dict build_info() {
   d["compiler"] = EFFSEG_COMPILER;
   d["openmp"] = effseg::has_openmp();
   d["max_threads"] = effseg::max_threads();
+  d["adaptive_threads"] = effseg::adaptive_threads();
   d["simd"] = effseg::isa_name(effseg::isa());
   return d;
 }
@@ -52,4 +55,22 @@ PYBIND11_MODULE(_C, m) {
       "Threads the kernels use (their own setting, torch's is not touched); n <= 0 restores "
       "the OpenMP default. No effect without OpenMP.");
   m.def("get_num_threads", &effseg::max_threads, "Threads the kernels use (1 without OpenMP).");
+  m.def("team_threads", &effseg::team_threads,
+        "The threads a kernel called now from this thread would start: get_num_threads(), "
+        "fewer while this thread keeps waiting for a core (see set_adaptive_threads).");
+  m.def("adaptive_threads", &effseg::adaptive_threads, "Whether the team adapts to contended cores.");
+  m.def(
+      "set_adaptive_threads", [](bool on) { effseg::set_adaptive_threads(on); }, "on"_a,
+      "on=False: every kernel starts get_num_threads() threads, however busy the cores are "
+      "(the default, on, is also set by EFFSEG_ADAPTIVE_THREADS=0 in the environment).");
+  m.def(
+      "_gauge_replay",
+      [](int configured, const std::vector<std::pair<int64_t, int64_t>>& readings) {
+        effseg::ContentionGauge g;
+        std::vector<int> teams;
+        for (const auto& r : readings) teams.push_back(g.team(configured, r.first, r.second));
+        return teams;
+      },
+      "configured"_a, "readings"_a,
+      "Tests only: the team after each (wall ns, run-queue wait ns) reading of a fresh gauge.");
 }

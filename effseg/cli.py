@@ -45,7 +45,7 @@ def _cmd_bench(args) -> int:
     if args.op is not None:
         return _cmd_op_bench(args)
     from .bench.model_bench import make_config, run_model_bench
-    from .bench.report_table import text_table
+    from .bench.report_table import losses, text_table
 
     if args.quick and args.full:
         print("effseg bench: error: --quick and --full exclude each other", file=sys.stderr)
@@ -64,6 +64,10 @@ def _cmd_bench(args) -> int:
         return 2
     result["command"] = ["effseg", *(args.argv or [])]
     print(text_table(result["rows"]))
+    result["losses"] = losses(result["rows"])
+    if result["losses"]:
+        print("\nwhere effseg loses here:")
+        print("\n".join(f"- {line}" for line in result["losses"]))
     if args.markdown:
         from .bench.report_table import markdown_table
 
@@ -177,17 +181,34 @@ def _cmd_predict(args) -> int:
     opts.max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     try:
         opts.check()
+        if args.ray and args.backend == "torch":
+            raise ValueError("--ray sends a bundle to its workers; --backend torch runs a checkpoint's module in "
+                             "this process: leave out one of them")
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
-                                   in_channels=args.in_channels, tile=args.tile)
-        run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
-    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+                                   in_channels=args.in_channels, tile=args.tile,
+                                   compile_backend=args.compile_backend,
+                                   native_scan=False if args.no_native_scan else None)
+        if args.ray:
+            run = _predict_ray(args, predictor, opts, failed, done)
+        else:
+            run = predict_files(predictor, args.input, args.out, opts, on_failure=failed, on_done=done)
+    except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError, ConnectionError) as exc:
         print(f"{cmd}: error: {exc}", file=sys.stderr)
         return 2
     what = "image(s)" if opts.format == "png" else "raster(s)"
     print(f"{len(run.results)} {what} -> {args.out} ({predictor.backend})"
           + (f"; {len(run.failed)} failed (see above)" if run.failed else ""))
     return 1 if run.failed else 0
+
+
+def _predict_ray(args, predictor, opts, failed, done):
+    from .predict.ray_run import RayOptions, predict_files_ray
+
+    ropts = RayOptions(address=args.ray, workers=args.ray_workers, gpus=args.ray_gpus, cpus=args.ray_cpus)
+    kw = dict(backend=args.backend, threads=args.threads, nonfinite=args.nonfinite)
+    return predict_files_ray(predictor, args.input, args.out, opts, ropts, predictor_kwargs=kw, on_failure=failed,
+                             on_done=done)
 
 
 def _has_video(args) -> bool:
@@ -223,6 +244,9 @@ def _cmd_predict_video(args) -> int:
         rasters, videos = split_video_inputs(args.input, args.camera)
         if not rasters and not videos:
             raise ValueError("no INPUT: give raster or video files, cam:N, a stream URL, or --camera N")
+        if getattr(args, "ray", None):
+            # Ray's tasks are rasters and strips of rasters; frames are decoded and encoded here.
+            raise ValueError("--ray takes rasters only; video files, cameras and streams run without --ray")
         opts = PredictOptions(tile=args.tile, overlap=args.overlap, batch=args.batch, tta=args.tta, blend=args.blend,
                               bands=args.bands, replicate_grey=args.replicate_grey)
         vopts = VideoOptions(masks=not args.no_masks, overlay=not args.no_overlay, alpha=args.overlay_alpha,
@@ -234,7 +258,8 @@ def _cmd_predict_video(args) -> int:
                              "frame masks, an overlay video and a summary")
         predictor = load_predictor(args.model, arch=args.arch, backend=args.backend, threads=args.threads,
                                    nonfinite=args.nonfinite, trusted=args.trusted, num_classes=args.num_classes,
-                                   in_channels=args.in_channels, tile=args.tile)
+                                   in_channels=args.in_channels, tile=args.tile,
+                                   compile_backend=args.compile_backend)
         run = predict_videos(predictor, videos, args.out, opts, vopts, on_failure=failed, on_done=done)
     except (BundleError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
         print(f"effseg predict: error: {exc}", file=sys.stderr)
@@ -256,7 +281,7 @@ def _cmd_export(args) -> int:
         trusted=args.trusted, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
         engine=args.engine, workspace=args.workspace, trt_version=args.trt_version,
         allow_fatal=args.allow_fatal, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
-        opset=args.opset, argmax=args.argmax,
+        opset=args.opset, argmax=args.argmax, native_scan=not args.no_native_scan,
         classes=args.classes.split(",") if args.classes else None, progress=not args.no_progress)
     try:
         summary = export_bundle(args.model, args.out, opts)
@@ -272,6 +297,10 @@ def _cmd_export(args) -> int:
            f"argmax agreement {par.get('argmax_agreement', 0):.4f}" if par else "not checked")
     print(f"{summary['model']} -> {summary['bundle']} ({summary['precision']}, opset {e['opset']}, "
           f"{e['nodes']} nodes, export {e['export_s']:.0f} s, ONNX Runtime parity: {fig})")
+    if "native_scan" in summary:
+        ns = summary["native_scan"]
+        print(f"native-scan form: {ns['segments']} ONNX segments around {ns['scans']} C++ scans "
+              "(effseg run uses it on CPUs)")
     if "int8" in summary:
         q = summary["int8"]
         print(f"INT8 ({q['method']}, {q['calibration_images']} calibration images): pixel argmax agreement "
@@ -484,6 +513,9 @@ def main(argv=None) -> int:
     p.add_argument("--dynamic-hw", action="store_true", help="free H and W (multiples of 32)")
     p.add_argument("--opset", type=int, default=17, choices=[17, 18])
     p.add_argument("--argmax", action="store_true", help="output the class map instead of logits")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="leave out the native-scan form of SS2D models (CM-UNet): ONNX segments around effseg's "
+                        "C++ scans, which `effseg run` uses on CPUs; model.onnx is written either way")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(fn=_cmd_export)
     p = sub.add_parser(
@@ -492,10 +524,13 @@ def main(argv=None) -> int:
                     "transform and block layout, deflate-compressed, with the class colour table and class names, "
                     "255 where the input has no data. Reads and writes window by window (memory does not grow "
                     "with the raster's area); overlapping tiles are blended with smooth weights. MODEL is a bundle "
-                    "(effseg export; no torch needed) or a checkpoint with --arch (needs torch: exported to a "
-                    "temporary bundle first). Exit status 1 when a raster failed (reported, the others go on), "
+                    "(effseg export; no torch needed) or a checkpoint (needs torch): one written by effseg train "
+                    "carries its architecture, classes, normalisation and palette, a plain one needs --arch; it "
+                    "runs exported to a temporary ONNX bundle, or as a torch module through effseg.compile with "
+                    "--backend torch. Exit status 1 when a raster failed (reported, the others go on), "
                     "2 when the model or an argument is wrong.")
-    p.add_argument("model", metavar="MODEL", help="bundle folder, or a checkpoint with --arch")
+    p.add_argument("model", metavar="MODEL",
+                   help="bundle folder, or a checkpoint (effseg train's RUN/best.ckpt; a plain one with --arch)")
     p.add_argument("input", nargs="*", metavar="INPUT",
                    help="raster files, folders or globs ('**' recurses); video files (.mp4 .avi .mov .mkv), "
                         "cameras (cam:0) or stream URLs (rtsp://, http(s)://)")
@@ -521,19 +556,41 @@ def main(argv=None) -> int:
                    help="also write DIR/<stem>_probs.tif: per-class probabilities as uint8 (p x 255)")
     p.add_argument("--cog", action="store_true", help="write Cloud-Optimised GeoTIFFs (with overviews)")
     p.add_argument("--vector", default=None, choices=["geojson", "gpkg"],
-                   help="also write DIR/<stem>.geojson: one polygon per connected class region, in the raster's "
-                        "CRS (gpkg is refused: it needs pyogrio or fiona)")
+                   help="also write DIR/<stem>.geojson or DIR/<stem>.gpkg (GeoPackage): one polygon per connected "
+                        "class region, in the raster's CRS")
     p.add_argument("--simplify", type=float, default=1.0, metavar="PIXELS",
                    help="Douglas-Peucker tolerance of --vector polygons in pixels (default 1; 0: exact outlines)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt", "torch"],
+                   help="auto: a bundle's TensorRT engine when it runs here, else ONNX Runtime (a checkpoint is "
+                        "exported to a temporary ONNX bundle); torch: a checkpoint MODEL's nn.Module through "
+                        "effseg.compile (CUDA when available), same tiling and outputs")
+    p.add_argument("--compile-backend", default=None, choices=["eager", "inductor", "onnxruntime"],
+                   help="effseg.compile backend of --backend torch (default eager)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime intra-op threads (--backend torch: torch's, process-wide, or ONNX "
+                        "Runtime's with --compile-backend onnxruntime)")
     p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
                    help="NaN/Inf pixels: nodata (255; default) or error (that raster fails)")
-    p.add_argument("--arch", default=None, help="zoo architecture of a checkpoint MODEL (needs torch)")
+    p.add_argument("--arch", default=None,
+                   help="zoo architecture of a plain checkpoint MODEL (needs torch; effseg train's checkpoints name "
+                        "theirs)")
     p.add_argument("--trusted", action="store_true", help="unpickle checkpoints holding Python objects")
-    p.add_argument("--num-classes", type=int, default=6, help="classes of a checkpoint MODEL (default 6)")
-    p.add_argument("--in-channels", type=int, default=3, help="input channels of a checkpoint MODEL (default 3)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of a plain checkpoint MODEL (default 6; effseg train's checkpoints know theirs)")
+    p.add_argument("--in-channels", type=int, default=None,
+                   help="input channels of a plain checkpoint MODEL (default 3; effseg train's know theirs)")
+    p.add_argument("--no-native-scan", action="store_true",
+                   help="run model.onnx's standard-op scans even where the bundle's native-scan form (effseg's "
+                        "C++ scan between ONNX Runtime segments) could run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--ray", default=None, metavar="auto|HOST:PORT|local",
+                   help="run on a Ray cluster (pip install 'effseg[ray]'): one task per raster, or strips of a single "
+                        "raster; outputs identical to a run without --ray. MODEL must be a bundle")
+    p.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="Ray workers, one model each (default: one per node, or per --ray-gpus share of the GPUs)")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="G",
+                   help="GPUs per Ray worker (0.5: two workers share a GPU)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, metavar="C", help="CPUs per Ray worker (default 1)")
     v = p.add_argument_group("video and camera streams (DIR/<stem>/frame_000000.png masks, DIR/<stem>_overlay.mp4, "
                              "DIR/<stem>_video.json; needs effseg[video])")
     v.add_argument("--camera", type=int, default=None, metavar="N", help="also read camera N (as INPUT cam:N)")

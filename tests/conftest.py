@@ -10,6 +10,12 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# effseg.compile's autotune builds and times every candidate and files the decision under
+# ~/.cache: across the suite's hundreds of compiles that is minutes of CI and decisions
+# that vary with the load. Off here; tests/compile/test_autotune.py turns it on with an
+# explicit autotune= argument (which wins over the variable) and a temporary folder.
+os.environ.setdefault("EFFSEG_AUTOTUNE", "0")
+
 # Shared test helpers live in tests/helpers. Only that folder goes on sys.path: the
 # repository root must not, or the source tree would shadow the installed effseg.
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))

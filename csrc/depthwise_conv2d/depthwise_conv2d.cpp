@@ -792,7 +792,7 @@ void forward(const Args<T>& a) {
   pl.halo = (a.kH - 1) * a.dH + 1;
   int lanes = 1;
   const RunFn<T> fn = Pick<T>::fn(lanes, a.kH * a.kW >= kWideMinTaps);
-  int nth = max_threads();
+  int nth = team_threads();
   if (planes * a.Ho * a.Wo * a.kH * a.kW < (int64_t{1} << 17)) nth = 1;
 
   // Channel-blocked path for the first C - C mod L channels.

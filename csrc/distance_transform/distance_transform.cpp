@@ -374,7 +374,7 @@ void forward(const Args& a) {
   validate(a);
   const int64_t N = a.N, H = a.H, W = a.W, HW = H * W;
   if (N == 0 || HW == 0) return;
-  const int nth = max_threads();
+  const int nth = team_threads();
   // Whole images per thread keep each image in one core's caches, but only pay off
   // when the images share out evenly.
   const bool per_image = nth <= 1 || N >= 4 * nth || N % nth == 0 || HW < (int64_t{1} << 14);

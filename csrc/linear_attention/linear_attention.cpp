@@ -64,10 +64,10 @@ namespace avx2 {
 #endif
 #endif
 
-// All threads, unless the call is too small to pay for waking them.
+// The team (all threads on a quiet machine), unless the call is too small to pay for waking them.
 int threads_for(int64_t B, int64_t Ck, int64_t Cv, int64_t N) {
   const int64_t work = B * N * (Ck * Cv + Ck + Cv);
-  return work < (int64_t{1} << 17) ? 1 : std::max(1, max_threads());
+  return work < (int64_t{1} << 17) ? 1 : std::max(1, team_threads());
 }
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -142,7 +142,7 @@ void backward<double>(const BwdArgs<double>& a) {
   base::backward_f64(a, nth);
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : "baseline"; }
+const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
 
 template void validate_fwd<float>(const FwdArgs<float>&);
 template void validate_fwd<double>(const FwdArgs<double>&);

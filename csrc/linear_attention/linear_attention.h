@@ -62,8 +62,8 @@ void forward(const FwdArgs<T>& a);
 template <class T>
 void backward(const BwdArgs<T>& a);
 
-// "avx2+fma" or "baseline": the code path the kernels take (common/isa.h: EFFSEG_SIMD caps it, as for
-// the selective scan).
+// "avx2+fma" or the x86-64 / aarch64 baseline ("sse2" / "neon"): the code path the kernels
+// take (common/isa.h: EFFSEG_SIMD caps it, as for the selective scan).
 const char* simd_level();
 
 }  // namespace linear_attention

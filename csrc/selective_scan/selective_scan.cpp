@@ -36,7 +36,7 @@ typename detail::Kernels<Args>::template Fn<T> pick(const detail::Kernels<Args>&
 }
 
 int threads_for(int64_t channels, int64_t work) {
-  int nth = max_threads();
+  int nth = team_threads();
   if (work < (int64_t{1} << 15)) nth = 1;
   if (nth > channels) nth = static_cast<int>(std::max<int64_t>(channels, 1));
   return std::max(nth, 1);

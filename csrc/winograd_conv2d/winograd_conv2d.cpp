@@ -346,7 +346,7 @@ __attribute__((target("avx2,fma"))) unsigned output_avx2(const OutArgs<T>& a,
 #endif
 
 int threads_for(int64_t work, int64_t units) {
-  int nth = max_threads();
+  int nth = team_threads();
   if (work < kSerialWork) nth = 1;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nth, units)));
 }

@@ -293,7 +293,9 @@ def _effseg(backend: str):
             cm = effseg.compile(ctx.model_fp32, example_input=ctx.x_fp32, backend=backend,
                                 device=ctx.device, dtype=ctx.x.dtype, check=False, **options)
         report = cm.report()
-        info = {"passes": report.get("passes"), "fallback": report.get("fallback")}
+        # autotune: which variant this machine measured fastest (or read from its record).
+        info = {"passes": report.get("passes"), "fallback": report.get("fallback"),
+                "autotune": report.get("autotune")}
         return Runner(lambda: cm(ctx.x), info=info,
                       torch_memory=backend in ("eager", "inductor"))
     return build

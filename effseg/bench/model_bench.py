@@ -18,7 +18,7 @@ from .._parity import parity_figures
 from .._timing import machine, sample_ms
 from . import contenders as C
 from .memory import HostPeak, gpu_peak_mb, gpu_reset
-from .script import allocator
+from .script import allocator, omp_wait
 from .stats import summarize, throughput
 
 SCHEMA = 1
@@ -343,7 +343,7 @@ def run_model_bench(cfg: BenchConfig, *, progress: bool = True,
         "bench": "model", "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": cfg.device, "machine": machine(cfg.device), "versions": versions(),
-        "threads": threads, "allocator": allocator(), "config": asdict(cfg),
+        "threads": threads, "allocator": allocator(), "omp_wait": omp_wait(), "config": asdict(cfg),
         "method": method_text(cfg, host.method), "wall_s": round(time.perf_counter() - t_start, 1),
         "rows": rows,
     }

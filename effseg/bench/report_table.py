@@ -111,3 +111,62 @@ def plot(result: dict, path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+# effseg.X wraps peer X: "never slower than what it wraps" is checked against that row.
+WRAPS = {"effseg.eager": "eager", "effseg.inductor": "torch.compile", "effseg.onnxruntime": "onnxruntime",
+         "effseg.tensorrt": "onnxruntime"}
+# Below this ratio a loss is called one; under it, medians of a few calls on a shared CPU
+# differ by that much between identical runs.
+LOSS_MARGIN = 0.97
+
+
+def _why(row: dict, peer: dict) -> str:
+    """What the row's own record says about a loss."""
+    tune = (row.get("info") or {}).get("autotune") or {}
+    choice, source = tune.get("choice"), tune.get("source")
+    spread = peer.get("p90_ms") is not None and row["median_ms"] <= peer["p90_ms"]
+    if choice == "plain":
+        why = (f"autotune ({source}) chose the plain model here, so both rows run the same graph: the gap is "
+               "timing noise")
+    elif choice and choice != "effseg":
+        why = f"autotune ({source}) chose '{choice}'"
+    elif source == "off":
+        why = "autotune is off (EFFSEG_AUTOTUNE=0 or autotune=False): effseg's passes were applied unmeasured"
+    elif source in ("measured", "cache"):
+        times = tune.get("times_ms") or {}
+        why = (f"autotune ({source}) measured effseg's passes fastest at compile time"
+               + (f" ({', '.join(f'{k} {v:.3g} ms' for k, v in times.items())})" if times else "")
+               + ", yet this row timed slower")
+    else:
+        why = "no autotune decision recorded for this row"
+    if spread:
+        why += f"; its median is inside {peer['backend']}'s p90 ({peer['p90_ms']:.3g} ms): rerun with more --iters"
+    return why
+
+
+def losses(rows: list[dict]) -> list[str]:
+    """One line per effseg row slower than the peer it wraps, and for effseg's fastest row
+    per model/size/batch/dtype one if it is slower than the best peer, with the reason its
+    record gives: the table says when effseg loses, not only when it wins."""
+    ok = [r for r in rows if not r.get("error") and r.get("median_ms")]
+    out = []
+    for r in ok:
+        if r["backend"] not in WRAPS:
+            continue
+        same = [o for o in ok if (o["model"], o["size"], o["batch"], o["dtype"]) ==
+                (r["model"], r["size"], r["batch"], r["dtype"])]
+        wrapped = next((o for o in same if o["backend"] == WRAPS[r["backend"]]), None)
+        best = min((o for o in same if o["backend"] not in WRAPS), key=lambda o: o["median_ms"], default=None)
+        ours = min((o for o in same if o["backend"] in WRAPS), key=lambda o: o["median_ms"])
+        if ours is not r:
+            best = None  # the best-peer goal is effseg's fastest row's: slower ones are judged by what they wrap
+        seen = set()
+        for peer, what in ((wrapped, "the peer it wraps"), (best, "the best peer")):
+            if peer is None or id(peer) in seen or peer["median_ms"] / r["median_ms"] >= LOSS_MARGIN:
+                continue
+            seen.add(id(peer))
+            out.append(f"{r['model']} {r['size']} {r['dtype']}: {r['backend']} is "
+                       f"{r['median_ms'] / peer['median_ms']:.2f}x slower than {peer['backend']} ({what}; "
+                       f"{r['median_ms']:.3g} vs {peer['median_ms']:.3g} ms): {_why(r, peer)}")
+    return out

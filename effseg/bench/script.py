@@ -18,25 +18,41 @@ from pathlib import Path
 
 OPS = ("selective_scan", "cross_selective_scan", "linear_attention", "depthwise_conv2d",
        "winograd_conv2d", "distance_transform", "losses")
-STUDIES = ("train",)
+STUDIES = ("train", "predict", "mamba_runtime")
 # Far above any buffer a benchmark allocates: glibc then keeps freed blocks for reuse.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "17179869184", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX",
                "MALLOC_TOP_PAD_", "LD_PRELOAD")
 
 
+# How idle OpenMP threads wait (libgomp and Intel's runtime read these once, at load).
+# Unset, libgomp spins ~300000 pauses before sleeping: on a shared 2-core machine the
+# spinning threads hold the core a descheduled team member needs, and eager rows read
+# 4-20x slower with one competing process. Every benchmark therefore runs with passive
+# waiting unless the caller chose a policy (GOMP_SPINCOUNT=300000 gives libgomp's default).
+WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
 def reexec_with_raised_malloc(args: list[str], label: str) -> None:
-    """Restart this process once with glibc's malloc thresholds raised, unless they are
-    set already (or EFFSEG_BENCH_NO_REEXEC=1). args: what follows the interpreter's flags
-    (a script path, or "-m", a module), then its arguments.
+    """Restart this process once with glibc's malloc thresholds raised and OpenMP's idle
+    threads waiting passively (each unless set already; no restart with
+    EFFSEG_BENCH_NO_REEXEC=1). args: what follows the interpreter's flags (a script path,
+    or "-m", a module), then its arguments.
 
     glibc's defaults return large freed blocks to the OS and page-faults them back on every
     call (eager PyTorch 10-25x slower on the 2-core machines, ARCHITECTURE.md), and glibc reads the
-    thresholds only at start-up. allocator() records the setting in the JSON."""
-    if (not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_") is not None
-            or os.environ.get("EFFSEG_BENCH_NO_REEXEC")):
+    thresholds only at start-up; OpenMP reads its wait policy at load (WAIT_ENV).
+    allocator() and omp_wait() record the settings in the JSON."""
+    if not sys.platform.startswith("linux") or os.environ.get("EFFSEG_BENCH_NO_REEXEC"):
         return
-    env = dict(os.environ, **MALLOC_ENV, EFFSEG_BENCH_MALLOC=f"{label} (re-executed with raised thresholds)")
+    env = dict(os.environ)
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
+        env.update(MALLOC_ENV, EFFSEG_BENCH_MALLOC=f"{label} (re-executed with raised thresholds)")
+    if not any(os.environ.get(k) for k in WAIT_VARS):
+        env.update(WAIT_ENV, EFFSEG_BENCH_OMP_WAIT=f"{label} (re-executed with OMP_WAIT_POLICY=PASSIVE)")
+    if env == os.environ:
+        return
     # -P keeps the working folder (or the script's) off sys.path, so a stray torch.py there
     # cannot load; Python 3.10 has no -P, and -I does the same (ignoring PYTHON* as well).
     flag = "-P" if sys.version_info >= (3, 11) else "-I"
@@ -54,6 +70,14 @@ def allocator() -> dict:
     env = {k: os.environ.get(k) for k in MALLOC_VARS}
     return {"env": env, "set_by": os.environ.get("EFFSEG_BENCH_MALLOC") or
             ("environment" if env["MALLOC_MMAP_THRESHOLD_"] else None)}
+
+
+def omp_wait() -> dict:
+    """How OpenMP's idle threads waited in this run, and who chose it (the re-exec, the
+    caller's environment, or nobody: the runtime's default spinning)."""
+    env = {k: os.environ.get(k) for k in WAIT_VARS}
+    return {"env": env, "set_by": os.environ.get("EFFSEG_BENCH_OMP_WAIT") or
+            ("environment" if any(env.values()) else None)}
 
 
 def common_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
@@ -129,6 +153,7 @@ def run_op(op: str, argv: list[str], doc: str | None = None) -> tuple[dict, argp
     result.setdefault("threads", threads_now())
     result["quick"] = bool(args.quick)
     result["allocator"] = allocator()
+    result["omp_wait"] = omp_wait()
     return result, args
 
 
@@ -139,7 +164,8 @@ def run_script(op: str, doc: str | None, results: Path, argv: list[str] | None =
                                                     else ".")
     result, args = run_op(op, sys.argv[1:] if argv is None else argv, doc)
     print(json.dumps(result["targets"], indent=2))
-    print(f"wrote {write_json(result, result_path(results, op, args))}")
+    name = getattr(op_module(op), "RESULT_NAME", op)
+    print(f"wrote {write_json(result, result_path(results, name, args))}")
     if hasattr(op_module(op), "report"):
         print(op_module(op).report(result, args))
     return 0

@@ -372,8 +372,10 @@ def method(s: dict) -> str:
 def run(args) -> dict:
     s = settings(args)
     p = plan(s)
-    print(f"plan: {len(s['datasets'])} dataset(s) x (1 teacher x {s['teacher_budget']:g} s + {s['seeds']} seed(s) x "
-          f"{len(CONFIGS)} configs x {s['budget']:g} s) = {p['teacher_runs'] + p['student_runs']} runs, "
+    teacher_size, size = ((f"{s['teacher_steps']} steps", f"{s['steps']} steps") if s.get("steps")
+                          else (f"{s['teacher_budget']:g} s", f"{s['budget']:g} s"))
+    print(f"plan: {len(s['datasets'])} dataset(s) x (1 teacher x {teacher_size} + {s['seeds']} seed(s) x "
+          f"{len(CONFIGS)} configs x {size}) = {p['teacher_runs'] + p['student_runs']} runs, "
           f"{p['training_budget_s'] / 60:.1f} min of training budget; with evaluation, forest and throughput "
           f"about {p['predicted_total_s'] / 60:.1f} min", flush=True)
     t_start = time.perf_counter()

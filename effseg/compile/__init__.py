@@ -5,6 +5,7 @@
 """
 from .._parity import ParityError, check_parity, parity_figures
 from .api import BACKEND_NAMES, CompiledModel, compile
+from .autotune import Tuner
 
-__all__ = ["BACKEND_NAMES", "CompiledModel", "ParityError", "check_parity", "compile",
+__all__ = ["BACKEND_NAMES", "CompiledModel", "ParityError", "Tuner", "check_parity", "compile",
            "parity_figures"]

@@ -11,6 +11,7 @@ import torch
 
 from .._parity import check_parity
 from . import auto
+from . import autotune as tuning
 from .backends import BACKENDS, USABLE
 from .capture import capture, capture_parts, with_parts
 
@@ -23,9 +24,9 @@ DEFAULT_MAX_SHAPES = 8
 class _Entry:
     """One specialisation: a captured graph (or the eager fallback) and its runner."""
 
-    def __init__(self, shape, runner, cap, build_s, parity):
+    def __init__(self, shape, runner, cap, build_s, parity, tuned):
         self.shape, self.runner, self.cap = shape, runner, cap
-        self.build_s, self.parity = build_s, parity
+        self.build_s, self.parity, self.tuned = build_s, parity, tuned
         self.seen = {shape}
         self.serial = 0  # build order, for report()
 
@@ -43,6 +44,7 @@ class _Entry:
             rec.update(failed_module=c.failed_module, error=c.error, parts=c.parts)
         if self.parity is not None:
             rec["parity"] = self.parity
+        rec["autotune"] = self.tuned
         return rec
 
 
@@ -61,7 +63,8 @@ class CompiledModel:
     model at compile time (a deep copy): later changes to the model are not seen.
     """
 
-    def __init__(self, eager, reference, model, backend, device, dtype, check, options, auto_info):
+    def __init__(self, eager, reference, model, backend, device, dtype, check, options, auto_info,
+                 tuner=None, tune_off=""):
         self.eager = eager
         self.backend = backend
         self.device = device
@@ -74,6 +77,7 @@ class CompiledModel:
         self.max_shapes = _max_shapes(self._options.pop("max_shapes", DEFAULT_MAX_SHAPES))
         self._options.pop("trial", None)
         self._auto = auto_info
+        self._tuner, self._tune_off = tuner, tune_off
         self._entries: OrderedDict = OrderedDict()  # least recently used first
         self._failed = None
         self._lock = threading.Lock()  # the cache, counters; held briefly
@@ -88,23 +92,37 @@ class CompiledModel:
         """Capture and build for x's shape; the caller holds _build_lock."""
         # A model export could not capture once (data-dependent control flow) is not
         # captured again per shape: one warning, then eager for every shape.
+        tuned_backend = self._tuner is not None and self.backend in tuning.TUNED_BACKENDS
         cap = self._failed or capture(self._model, x, self.device, dynamic=self._dynamic,
-                                           backend=self.backend)
+                                           backend=self.backend, run_passes=not tuned_backend)
         t0 = time.perf_counter()
+        what = f"effseg.compile backend {self.backend!r} at input shape {tuple(x.shape)}"
+        want = None
+        if self.check:
+            with torch.no_grad():
+                want = self._reference(x.to(_ref_dtype(self._reference, self.dtype)))
         if cap.gm is None:
             runner, cap = self._partial(cap, x)
+            tuned = tuning.off_record("the model was captured in parts: not tuned")
+        elif tuned_backend:
+            def agree(out, name):
+                check_parity(want, out, self.dtype, f"{what}, autotune candidate {name!r}")
+            runner, cap, tuned = tuning.tune(
+                self._tuner, self._model, cap, x, backend=self.backend, device=self.device,
+                options=self._options, dynamic=self._dynamic, check=agree if self.check else None,
+                build=lambda gm: BACKENDS[self.backend](gm, x, device=self.device, options=self._options))
         else:
             runner = BACKENDS[self.backend](cap.gm, x, device=self.device, options=self._options)
+            tuned = tuning.off_record(self._tune_off or f"backend {self.backend!r} is not tuned "
+                                        f"(tuned: {list(tuning.TUNED_BACKENDS)})")
         parity = None
         with torch.no_grad():
             # Run once here even unchecked: backends that build lazily (Inductor compiles
             # on its first call) then do it under the build lock, not in a caller's race.
             got = runner(x)
             if self.check:
-                want = self._reference(x.to(_ref_dtype(self._reference, self.dtype)))
-                parity = check_parity(want, got, self.dtype,
-                                      f"effseg.compile backend {self.backend!r} at input shape {tuple(x.shape)}")
-        entry = _Entry(tuple(x.shape), runner, cap, time.perf_counter() - t0, parity)
+                parity = check_parity(want, got, self.dtype, what)
+        entry = _Entry(tuple(x.shape), runner, cap, time.perf_counter() - t0, parity, tuned)
         with self._lock:
             self._built += 1
             entry.serial = self._built
@@ -206,6 +224,7 @@ class CompiledModel:
             "dynamic": self._dynamic, "auto": self._auto,
             "fallback": any(s["fallback"] for s in specs),
             "passes": specs[0]["passes"] if specs else [],
+            "autotune": specs[0]["autotune"] if specs else None,
             "parity": specs[-1].get("parity") if specs else None,
             "specialisations": specs, "calls": calls,
             "max_shapes": self.max_shapes, "evictions": evictions, "lru_order": lru,
@@ -271,7 +290,8 @@ def _example(example_input, input_shape, device) -> torch.Tensor:
 
 def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None,
             input_shape=None, device=None, dtype: torch.dtype = torch.float32,
-            backend: str = "auto", check: bool = True, **backend_options) -> CompiledModel:
+            backend: str = "auto", check: bool = True, autotune=None,
+            **backend_options) -> CompiledModel:
     """Compile `model` for inference on `device` at `dtype`.
 
     backend: "eager" (effseg's graph passes, run by PyTorch), "inductor" (the passes,
@@ -286,6 +306,16 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
     onnxruntime: reuse_outputs, opset, intra_op_num_threads, graph_optimization_level).
     reuse_outputs=True (onnxruntime) returns the same per-thread output buffer on every
     call: the tensor is overwritten by that thread's next call; for single-threaded loops.
+
+    autotune (backends "eager" and "onnxruntime"): for each input shape, effseg's
+    rewritten graph, the plain model ("eager": the unchanged module; "onnxruntime": the
+    captured graph exported with no pass) and the graph without each op-swapping pass are
+    built and timed side by side (a few seconds), and the fastest is kept; the decision is
+    stored on disk under $EFFSEG_CACHE/autotune (default ~/.cache/effseg/autotune), keyed
+    by machine, model structure, shape, dtype and options, so the next compile measures
+    nothing. report()["autotune"] gives the choice and the times. None (default): on
+    unless EFFSEG_AUTOTUNE=0; True / False; or an effseg.compile.Tuner (budget, cache
+    folder, timer).
 
     The model is deep-copied at compile time: changing its weights afterwards (training,
     load_state_dict) does not change the compiled model; compile again.
@@ -309,6 +339,7 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
     if not isinstance(check, bool):
         raise TypeError(f"check must be a bool, got {type(check).__name__}")
     _max_shapes(backend_options.get("max_shapes", DEFAULT_MAX_SHAPES))
+    tuner, tune_off = tuning.resolve(autotune)
     try:
         device = torch.device(device) if device is not None else _model_device(model)
     except (RuntimeError, TypeError) as exc:
@@ -329,7 +360,8 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
         ok, why = USABLE[backend](device)
         if not ok:
             raise RuntimeError(f"backend {backend!r} is unusable: {why}")
-    cm = CompiledModel(model, reference, work, backend, device, dtype, check, backend_options, auto_info)
+    cm = CompiledModel(model, reference, work, backend, device, dtype, check, backend_options, auto_info,
+                       tuner, tune_off)
     with cm._build_lock:
         cm._specialise(x)
     return cm

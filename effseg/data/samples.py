@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.bundle import sha256_file as sha256
+from ..runtime.cache import cache_dir
 from .formats import IGNORE
 from .rasters import nodata_valid, open_raster, rasterio_or_raise
 
@@ -64,10 +65,6 @@ SAMPLES = {
 # covers ~50 %, 7 = sediment ~0.1 %).
 STRATA_MAP = {float(v): v - 1 for v in range(1, 8)}
 TRAIN_FRACTION = 2 / 3
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EFFSEG_CACHE") or Path.home() / ".cache" / "effseg")
 
 
 def _check(path: Path, expected: str, what: str) -> None:

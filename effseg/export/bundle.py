@@ -130,11 +130,14 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def write_bundle(out_dir, onnx_path, *, meta: dict, engine_path=None, tensorrt_version=None) -> Path:
+def write_bundle(out_dir, onnx_path, *, meta: dict, engine_path=None, tensorrt_version=None,
+                 extra_files=None) -> Path:
     """Copy the model (and engine) into out_dir and write meta.json with their hashes.
 
     meta comes from bundle_meta. An engine needs the TensorRT version that built it:
     tensorrt_version ("10.3.0"), or the installed TensorRT's when not given.
+    extra_files: paths of further files to copy and hash (the native-scan form's
+    graphs, which meta's "native_scan" section names).
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -167,6 +170,12 @@ def write_bundle(out_dir, onnx_path, *, meta: dict, engine_path=None, tensorrt_v
     elif (out / ENGINE_NAME).exists():
         # An engine left from an earlier bundle would not match this model.
         (out / ENGINE_NAME).unlink()
+    for extra in extra_files or ():
+        extra = Path(extra)
+        if not extra.is_file():
+            raise FileNotFoundError(f"extra_files: {str(extra)!r} is not a file")
+        _copy(extra, out / extra.name)
+        names.append(extra.name)
     files = {}
     for name in names:
         files[name] = {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
@@ -175,6 +184,9 @@ def write_bundle(out_dir, onnx_path, *, meta: dict, engine_path=None, tensorrt_v
     full = dict(meta, files=files)
     full.setdefault("created", _now())
     validate_meta(full)
+    from ..runtime.segmented import validate_section
+
+    validate_section(full)
     tmp = out / (META_NAME + ".tmp")
     tmp.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / META_NAME)

@@ -52,6 +52,7 @@ def export_onnx(
     output_names: list | None = None,
     shape_samples: list | None = None,
     guard_report: list | None = None,
+    custom_translations: dict | None = None,
 ):
     """Export `model(*args)` to an ONNX file at `path` and return the onnx.ModelProto.
 
@@ -61,6 +62,8 @@ def export_onnx(
     still contains an op TensorRT cannot take (Loop, Scan, Einsum, sequences). With `shape_samples` (input shapes a dynamic export
     must serve), the shape guards recorded while lowering that are false at one of them
     are appended to `guard_report` as (guard, shape) (see effseg.export.guards).
+    custom_translations ({op overload: onnxscript function}) keeps those ops out of the
+    decomposition and translates them so (effseg.export.scan_split's effseg nodes).
     """
     try:
         import onnx
@@ -84,7 +87,10 @@ def export_onnx(
             node, reason, advice = stops[0]
             raise diagnose.ExportError(diagnose.node_module(node), diagnose.op_name(node), reason,
                                        tried="a constant resampling matrix (two MatMuls)", advice=advice)
-        ep = ep.run_decompositions(decomposition_table())
+        table = decomposition_table()
+        for op in custom_translations or {}:
+            table.pop(op, None)
+        ep = ep.run_decompositions(table)
         if shape_samples and guard_report is not None:
             from .guards import violated_guards
 
@@ -92,7 +98,7 @@ def export_onnx(
         try:
             program = torch.onnx.export(ep, args, dynamo=True, opset_version=opset,
                                         input_names=input_names, output_names=output_names,
-                                        verbose=False)
+                                        custom_translation_table=custom_translations, verbose=False)
         except Exception as exc:  # noqa: BLE001  the translator raises many types
             raise diagnose.translation_error(ep, exc) from exc
     program.save(str(path))

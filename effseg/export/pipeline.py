@@ -52,9 +52,12 @@ class BundleOptions:
     extra: dict = field(default_factory=dict)
     palette: list | None = None
     pixel_dtype: str = "uint8"
+    # SS2D models (CM-UNet) also get the native-scan form: effseg's C++ scan between
+    # ONNX Runtime segments on CPUs (fp32 bundles; model.onnx stays the portable form).
+    native_scan: bool = True
 
 
-def _apply_checkpoint_meta(model_spec, o: BundleOptions) -> BundleOptions:
+def apply_checkpoint_meta(model_spec, o: BundleOptions) -> BundleOptions:
     """Fill what the user left unset from an `effseg train` checkpoint's metadata (its
     model, classes, palette, normalisation in the data's own pixel units, tile size), so
     `effseg export RUN/best.ckpt` needs no other argument."""
@@ -86,7 +89,7 @@ def _apply_checkpoint_meta(model_spec, o: BundleOptions) -> BundleOptions:
         pixel_dtype=meta["pixel_dtype"] if meta.get("pixel_dtype") in PIXEL_DTYPES else o.pixel_dtype)
 
 
-def _check_options(o: BundleOptions) -> None:
+def check_options(o: BundleOptions) -> None:
     if o.fp16 and o.int8:
         raise ValueError("--fp16 and --int8 exclude each other (an INT8 bundle quantises the fp32 graph)")
     if o.int8 and not o.calib:
@@ -99,9 +102,40 @@ def _check_options(o: BundleOptions) -> None:
         raise ValueError(f"--classes names {len(o.classes)} classes but --num-classes is {o.num_classes}")
 
 
+def options_meta(o: BundleOptions, architecture: str, *, output: str = "logits", precision: str = "fp32") -> dict:
+    """meta.json's content (without files) for a model exported with options o: also the
+    metadata `effseg predict --backend torch` runs a checkpoint's module under, so both
+    routes tile, normalise and label alike."""
+    from .bundle import bundle_meta
+
+    return bundle_meta(architecture=architecture, num_classes=o.num_classes,
+                       input_shape=(o.in_channels, o.size, o.size), classes=o.classes, output_name=output,
+                       output_kind=output, dtype="float16" if o.fp16 else "float32",
+                       dynamic_batch=o.dynamic_batch, dynamic_hw=o.dynamic_hw, mean=o.mean, std=o.std,
+                       tile_overlap=o.tile_overlap, opset=o.opset, precision=precision, palette=o.palette,
+                       pixel_dtype=o.pixel_dtype)
+
+
 def _log(progress: bool, msg: str) -> None:
     if progress:
         print(f"[effseg export] {msg}", file=sys.stderr, flush=True)
+
+
+def _native_scan_form(model, tmp, shape, o: BundleOptions, report, precision):
+    """(meta section, files) of the native-scan form, or (None, []) where it does not apply."""
+    from .. import _native
+    from .scan_split import check_native_scan, has_cross_scans, write_native_scan
+
+    if not o.native_scan or precision != "fp32" or not has_cross_scans(model):
+        return None, []
+    if not _native.available():
+        _log(o.progress, f"no native-scan form (the bundle runs its scans as standard ops): {_native.reason}")
+        return None, []
+    _log(o.progress, "writing the native-scan form (ONNX segments around effseg's C++ scans)")
+    section, files = write_native_scan(model, tmp, input_shape=shape, dynamic_batch=o.dynamic_batch,
+                                       dynamic_hw=o.dynamic_hw, argmax=o.argmax, output_name=report.output)
+    check_native_scan(section, tmp, model, shape, argmax=o.argmax, output_name=report.output)
+    return section, [Path(tmp) / f for f in files]
 
 
 def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> dict:
@@ -114,8 +148,8 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
     from .tensorrt_check import check_tensorrt, fatal, format_findings
     from .to_onnx import to_onnx
 
-    o = _apply_checkpoint_meta(model_spec, options or BundleOptions())
-    _check_options(o)
+    o = apply_checkpoint_meta(model_spec, options or BundleOptions())
+    check_options(o)
     spec = resolve(model_spec, num_classes=o.num_classes, in_channels=o.in_channels, arch=o.arch,
                    trusted=o.trusted) if isinstance(model_spec, str) else None
     model = spec.module if spec is not None else model_spec
@@ -151,6 +185,10 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
             raise ExportRefused(f"TensorRT {o.trt_version} would reject {label}'s graph: "
                                 f"{len(fatal(findings))} fatal finding(s); pass --allow-fatal to write the "
                                 "bundle anyway (ONNX Runtime still runs it)", findings)
+        section, extra = _native_scan_form(model, tmp, shape, o, report, precision)
+        if section is not None:
+            summary["native_scan"] = {"segments": len(section["segments"]),
+                                      "scans": sum("scan" in s for s in section["steps"])}
         engine_path = None
         if o.engine:
             from .engine import build_engine
@@ -158,15 +196,13 @@ def export_bundle(model_spec, out_dir, options: BundleOptions | None = None) -> 
             engine_path = Path(tmp) / "model.engine"
             build_engine(onnx_path, engine_path, workspace=o.workspace, precision=precision,
                          timing_cache=out / "timing.cache", progress=o.progress)
-        from .bundle import bundle_meta, write_bundle
+        from .bundle import write_bundle
 
         arch = o.arch or (spec.label if spec is not None and spec.source == "zoo" else label)
-        meta = bundle_meta(architecture=arch, num_classes=o.num_classes, input_shape=shape,
-                           classes=o.classes, output_name=report.output, output_kind=report.output,
-                           dtype="float16" if o.fp16 else "float32", dynamic_batch=o.dynamic_batch,
-                           dynamic_hw=o.dynamic_hw, mean=o.mean, std=o.std, tile_overlap=o.tile_overlap,
-                           opset=o.opset, precision=precision, palette=o.palette, pixel_dtype=o.pixel_dtype)
-        write_bundle(out, onnx_path, meta=meta, engine_path=engine_path)
+        meta = options_meta(o, arch, output=report.output, precision=precision)
+        if section is not None:
+            meta["native_scan"] = section
+        write_bundle(out, onnx_path, meta=meta, engine_path=engine_path, extra_files=extra)
     summary["precision"] = precision
     _log(o.progress, f"bundle written to {out} ({precision})")
     return summary

@@ -3,7 +3,9 @@ where effseg's kernel is the faster one.
 
 The decision: on CPU the C++ kernel beats PyTorch's grouped convolution for kernels of
 5 x 5 and up (bench/bench_depthwise_conv2d.py); for 3 x 3 and on CUDA (cuDNN) PyTorch's own
-kernel is kept. float32 / float64 only (the C++ kernel's dtypes).
+kernel is kept. float32 / float64 only (the C++ kernel's dtypes). Only for graphs PyTorch
+runs: for an exported graph (onnxruntime, tensorrt) the op's ONNX lowering is the same
+grouped Conv the untouched node exports to, so the swap would change nothing there.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from ..ops.depthwise_conv2d import MAX_KERNEL
 from ._graph import arg, attr, cpu_convs, erase_dead, int_pair, val
 
 MIN_FAST_KERNEL = 5
+BACKENDS = ("eager", "inductor")
 
 
 def _match(gm, node):
@@ -45,9 +48,10 @@ def _match(gm, node):
     return (x, w_n, b_n, stride, padding, dil), None
 
 
-def run(gm: fx.GraphModule, device) -> dict:
+def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
     changed, reasons = 0, {}
-    for node, m in cpu_convs(gm, _match, device, reasons):
+    veto = None if backend in BACKENDS else (lambda: f"backend {backend}: exported as a grouped Conv either way")
+    for node, m in cpu_convs(gm, _match, device, reasons, veto):
         x, w_n, b_n, stride, padding, dil = m
         with gm.graph.inserting_before(node):
             new = gm.graph.call_function(torch.ops.effseg.depthwise_conv2d.default,
@@ -57,7 +61,7 @@ def run(gm: fx.GraphModule, device) -> dict:
         erase_dead(gm, [node])
         changed += 1
     rec = {"pass": "depthwise_conv2d", "changed": changed, "kept": sum(reasons.values()),
-           "rule": f"CPU, float32/64, kernel >= {MIN_FAST_KERNEL}"}
+           "rule": f"CPU, float32/64, kernel >= {MIN_FAST_KERNEL}, backends {list(BACKENDS)}"}
     if reasons:
         rec["kept_because"] = reasons
     return rec

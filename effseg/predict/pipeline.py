@@ -37,8 +37,8 @@ class PredictOptions:
     batch: tiles per model call; tta: none | flip | d4; blend: cosine | linear ramps;
     bands (1-based) / replicate_grey: which raster bands feed the model; probs: also
     write <stem>_probs.tif; cog: write Cloud-Optimised GeoTIFFs; vector: also write
-    polygons (geojson), simplified at `simplify` pixels. format: tif (GeoTIFF class
-    maps) or png (label + colour PNGs, whole images read into memory, refused past
+    polygons (geojson or gpkg), simplified at `simplify` pixels. format: tif (GeoTIFF
+    class maps) or png (label + colour PNGs, whole images read into memory, refused past
     max_pixels; None: no limit)."""
     tile: int | None = None
     overlap: int | None = None
@@ -69,10 +69,8 @@ class PredictOptions:
             if asked:
                 raise ValueError(f"{', '.join(asked)} write GeoTIFF / vector files: use --format tif")
         check_max_pixels(self.max_pixels)
-        if self.vector not in (None, "geojson"):
-            raise ValueError(f"--vector must be geojson, got {self.vector!r}"
-                             + (" (GeoPackage needs pyogrio or fiona, which effseg does not use)"
-                                if self.vector == "gpkg" else ""))
+        if self.vector not in (None, "geojson", "gpkg"):
+            raise ValueError(f"--vector must be geojson or gpkg, got {self.vector!r}")
         if not isinstance(self.simplify, (int, float)) or isinstance(self.simplify, bool) or self.simplify < 0:
             raise ValueError(f"--simplify must be a number of pixels >= 0, got {self.simplify!r}")
 
@@ -108,9 +106,17 @@ def _progress(total: int, name: str, enabled: bool):
     return tqdm(total=total, unit="tile", desc=name, file=sys.stderr, leave=False)
 
 
-def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None) -> RasterResult:
+def label_format(predictor) -> tuple[np.dtype, int]:
+    """(class-map dtype, its nodata label): uint8 / 255 up to 255 classes, else uint16 / 65535."""
+    k = predictor.bundle.num_classes
+    return (np.dtype(np.uint8), 255) if k <= 255 else (np.dtype(np.uint16), 65535)
+
+
+def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None, *, fill=None) -> RasterResult:
     """Predict one raster into out_dir/<stem>.tif (and <stem>_probs.tif, <stem>.geojson
-    when asked). The output appears only when complete (written under a temporary name)."""
+    when asked). The output appears only when complete (written under a temporary name).
+    fill: what computes and writes the rows (default: this process's reader / model /
+    writer threads; ray_run passes one that gathers strips from Ray workers)."""
     opts = opts or PredictOptions()
     opts.check()
     path, out = Path(path), Path(out_dir)
@@ -120,8 +126,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
     if opts.probs and labels_model:
         raise ValueError("--probs needs a bundle whose model outputs logits; this one outputs labels "
                          "(output.kind 'labels')")
-    label_dtype = np.uint8 if k <= 255 else np.uint16
-    nodata_label = 255 if k <= 255 else 65535
+    label_dtype, nodata_label = label_format(predictor)
     final = out / output_name(path)
     probs_final = out / f"{path.stem}_probs.tif" if opts.probs else None
     t0 = time.perf_counter()
@@ -133,7 +138,7 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
         writer = probs_writer = None
         try:
             h, w = src.height, src.width
-            blender = RowBlender(h, w, *plan_tiles(predictor, h, w, opts.tiling()), k, opts.blend)
+            blender = raster_blender(predictor, src, opts)
             writer = ClassMapWriter(tmp, src, count=1, nodata=nodata_label, dtype=label_dtype,
                                     palette=predictor.bundle.palette if k <= 255 else None,
                                     tags=class_tags(predictor.bundle.classes))
@@ -141,8 +146,9 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
                 probs_writer = ClassMapWriter(
                     tmp_probs, src, count=k, nodata=None, tags=class_tags(predictor.bundle.classes),
                     band_tags=[{"class": c, "scale": "probability x 255"} for c in predictor.bundle.classes])
-            tiles = _run_engine(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
-                                labels_model, path.name)
+            run_rows = fill or fill_rows
+            tiles = run_rows(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype,
+                             labels_model, path.name)
             writer.close()
             writer = None
             if probs_writer:
@@ -179,8 +185,19 @@ def predict_raster(predictor, path, out_dir, opts: PredictOptions | None = None)
     return RasterResult(path, final, probs_final, vector_path, tiles, time.perf_counter() - t0, h * w / 1e6)
 
 
-def _run_engine(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model,
-                name) -> int:
+def raster_blender(predictor, src, opts: PredictOptions) -> RowBlender:
+    """The tile grid and accumulator of a raster: predict_raster's, and each Ray strip's
+    (ray_run), which must be the same for the strips to add up to the same file."""
+    h, w = src.height, src.width
+    return RowBlender(h, w, *plan_tiles(predictor, h, w, opts.tiling()), predictor.bundle.num_classes, opts.blend)
+
+
+def fill_rows(predictor, src, blender, writer, probs_writer, opts, nodata_label, label_dtype, labels_model, name,
+              *, rows: tuple[int, int] | None = None) -> int:
+    """predict_raster's default fill: the tiles through the runtime's engine (run_tiles),
+    each finished band of rows handed to writer.write_rows(r0, labels) (and the
+    probabilities to probs_writer's). rows: only what tile rows [a, b) complete, as
+    in the whole run (run_tiles' rows; ray_run's strips). Returns the tiles run."""
     def emit(i):
         r0, _, labels, probs = finished_labels(blender, i, label_dtype, nodata_label, probs_writer is not None)
         writer.write_rows(r0, labels)
@@ -191,7 +208,7 @@ def _run_engine(predictor, src, blender, writer, probs_writer, opts, nodata_labe
     try:
         return run_tiles(blender, tile_reader(predictor, src, blender), predictor.run_batch, emit,
                          classes=predictor.bundle.num_classes, labels_model=labels_model, batch=opts.batch,
-                         tta=opts.tta, prefetch=opts.prefetch, bar=bar)
+                         tta=opts.tta, prefetch=opts.prefetch, bar=bar, rows=rows)
     finally:
         if bar is not None:
             bar.close()
@@ -229,15 +246,37 @@ def output_names(path: Path, fmt: str) -> list[str]:
     return [output_name(path)]
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a failed input's line says: the exception's message, with its type where the
+    message alone would not tell (I/O, memory, GDAL and ONNX Runtime errors)."""
+    reason = str(exc) or type(exc).__name__
+    module = type(exc).__module__
+    if isinstance(exc, (OSError, MemoryError)) or "rasterio" in module or module.startswith("onnxruntime"):
+        reason = f"{type(exc).__name__}: {reason}"
+    return reason
+
+
+def claim_output(taken: dict, f: Path, fmt: str = "tif") -> None:
+    """Records the files input f writes in taken ({casefolded name: input}), or refuses f
+    when one of them was already written in this run (it would be overwritten)."""
+    names = output_names(f, fmt)
+    clash = [taken[n.casefold()] for n in names if n.casefold() in taken]
+    if clash:
+        raise FileExistsError(f"its output {', '.join(names)} was already written in this run for "
+                              f"{clash[0]}; not overwriting (rename one of them)")
+    taken.update((n.casefold(), f) for n in names)
+
+
 def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None, *, on_error: str = "report",
-                  on_failure=None, on_done=None) -> PredictRun:
+                  on_failure=None, on_done=None, fill=None) -> PredictRun:
     """Every raster the INPUT arguments name (see expand_inputs) -> out_dir. on_error
     'report': a raster that fails is recorded (and passed to on_failure(path, reason))
     and the others go on; 'raise': the first error propagates. A bad bundle always ends
     the run. Two inputs whose outputs share a name (a.tif and a.png in tif format; names
     differing only in case) would write one file: the second is refused. opts.format
     picks the outputs, and which files a folder INPUT lists: rasters (tif) or the
-    images the runtime reads (png: also .bmp and .npy)."""
+    images the runtime reads (png: also .bmp and .npy).
+    fill: see predict_raster."""
     opts = opts or PredictOptions()
     opts.check()
     if on_error not in ("report", "raise"):
@@ -251,13 +290,8 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
     taken: dict[str, Path] = {}
     for f in files:
         try:
-            names = output_names(f, opts.format)
-            clash = [taken[n.casefold()] for n in names if n.casefold() in taken]
-            if clash:
-                raise FileExistsError(f"its output {', '.join(names)} was already written in this run for "
-                                      f"{clash[0]}; not overwriting (rename one of them)")
-            taken.update((n.casefold(), f) for n in names)
-            r = (predict_image if png else predict_raster)(predictor, f, out, opts)
+            claim_output(taken, f, opts.format)
+            r = predict_image(predictor, f, out, opts) if png else predict_raster(predictor, f, out, opts, fill=fill)
             run.results.append(r)
             if on_done is not None:
                 on_done(r)
@@ -266,10 +300,7 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
         except Exception as exc:  # noqa: BLE001  one bad raster must not end the run
             if on_error == "raise":
                 raise
-            reason = str(exc) or type(exc).__name__
-            module = type(exc).__module__
-            if isinstance(exc, (OSError, MemoryError)) or "rasterio" in module or module.startswith("onnxruntime"):
-                reason = f"{type(exc).__name__}: {reason}"
+            reason = failure_reason(exc)
             run.failed.append((f, reason))
             if on_failure is not None:
                 on_failure(f, reason)

@@ -1,5 +1,6 @@
 """Class maps -> polygons of connected regions (rasterio.features.shapes, 4-connected),
-in the raster's CRS, written as GeoJSON with json alone, one feature at a time.
+in the raster's CRS, written as GeoJSON with json alone, one feature at a time, or as a
+GeoPackage (gpkg.py) from the same polygons.
 
 A map up to WHOLE_MAP_PIXELS is polygonised at once, so a region is one polygon. A larger
 one is polygonised one band of WINDOW_ROWS rows at a time (memory stays bounded): a
@@ -90,14 +91,28 @@ def polygons(path, *, nodata: int, simplify: float = 1.0):
         return
 
 
+VECTOR_FORMATS = ("geojson", "gpkg")
+
+
 def write_vector(class_map: Path, out: Path, *, classes: list[str], nodata: int, simplify: float = 1.0) -> Path:
+    """class_map (a written class-map GeoTIFF) -> out, .geojson or .gpkg by its suffix."""
+    out = Path(out)
+    kind = out.suffix.lower().lstrip(".")
+    if kind not in VECTOR_FORMATS:
+        raise ValueError(f"--vector {kind}: the vector formats are {', '.join(VECTOR_FORMATS)} (the output file's "
+                         f"suffix), got {out.name!r}")
+    if kind == "gpkg":
+        from .gpkg import write_gpkg
+
+        return write_gpkg(class_map, out, classes=classes, nodata=nodata, simplify=simplify)
+    return write_geojson(class_map, out, classes=classes, nodata=nodata, simplify=simplify)
+
+
+def write_geojson(class_map: Path, out: Path, *, classes: list[str], nodata: int, simplify: float = 1.0) -> Path:
     """class_map (a written class-map GeoTIFF) -> out (.geojson): one Polygon feature per
     connected region, properties class (id), name and area (CRS units squared)."""
     rasterio = rasterio_or_raise()
     out = Path(out)
-    if out.suffix.lower() != ".geojson":
-        raise ValueError(f"--vector {out.suffix.lstrip('.')}: only geojson is written here (GeoPackage needs "
-                         "pyogrio or fiona, which effseg does not use); pass --vector geojson")
     with rasterio.open(class_map) as src:
         crs = src.crs
     tmp = out.with_name(f".{out.name}.part")

@@ -309,6 +309,9 @@ def load_bundle(path, *, verify: bool = True) -> Bundle:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{meta_path} is not valid JSON: {exc}") from exc
     validate_meta(meta)
+    from .segmented import validate_section  # it imports this module
+
+    validate_section(meta)
     check_effseg_version(meta["effseg_version"])
     if verify:
         verify_files(folder, meta["files"])

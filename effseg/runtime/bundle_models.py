@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import ENGINE_NAME, ONNX_NAME, Bundle, BundleError
+from .segmented import section_files
 from .sessions import import_ort, ort_session
 
 _ORT_FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
@@ -74,7 +75,7 @@ def check_output(out: np.ndarray, kind: str, num_classes: int, hw: tuple[int, in
 class OrtModel:
     def __init__(self, bundle: Bundle, providers, threads):
         ort = import_ort()
-        external = sorted(set(bundle.meta["files"]) - {ONNX_NAME, ENGINE_NAME})
+        external = sorted(set(bundle.meta["files"]) - {ONNX_NAME, ENGINE_NAME} - section_files(bundle.meta))
         if external and not hasattr(ort.SessionOptions(), "add_external_initializers_from_files_in_memory"):
             raise BundleError(f"model.onnx keeps its weights in {', '.join(external)}; this onnxruntime "
                               f"{ort.__version__} can only read them by path, after they were checked, which "

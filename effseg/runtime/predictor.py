@@ -9,7 +9,9 @@ import numpy as np
 from .bundle import Bundle, BundleError, load_bundle
 from .bundle_models import OrtModel, TrtModel, check_output
 from .images import DEFAULT_MAX_PIXELS, check_bands, check_max_pixels, read_raster
+from .native_scan import reason as native_scan_reason
 from .pixels import PixelPrep
+from .segmented import SegmentedModel, unavailable_reason
 from .tiled import TileOptions, predict_array
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -38,36 +40,22 @@ def _engine_refusal(bundle: Bundle) -> str | None:
     return engine_mismatch(bundle.engine_tensorrt_version, tensorrt_version())
 
 
-class Predictor:
-    """Runs a bundle on images of any size.
+class PredictorBase:
+    """What every predictor does around its model: the image and pixel-type checks,
+    normalisation and nodata (PixelPrep), the output checks against the metadata, the
+    tile engine and the colours. The metadata is a Bundle (meta.json's schema); a
+    subclass sets self._model, a callable (N, C, h, w) array -> output array with a
+    `name` (Predictor: ONNX Runtime or TensorRT; effseg.predict's torch route: an
+    nn.Module through effseg.compile). Arguments as Predictor's."""
 
-    backend: "onnxruntime", "tensorrt" (the bundle's engine; an error if it cannot run
-    here), or "auto": the engine when it can run, else ONNX Runtime with a warning saying
-    why. providers and threads go to ONNX Runtime. Images run through the one tile
-    engine (effseg.runtime.tiled, the same as `effseg run` and `effseg predict`): tiles of
-    the model's size (static) or of meta.json tile.size (dynamic), blended. tile: None
-    cuts a dynamic model's tiles down to an image smaller than them (one pass, padded to
-    a multiple of 32); True never does; False never tiles: a dynamic model takes the
-    whole image in one pass, a static one only images of its own size.
-
-    nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
-    in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
-    apply to the files that read() and run() open (see effseg.runtime.images).
-    """
-
-    def __init__(self, bundle_or_path, backend: str = "auto", providers=None, threads: int | None = None,
-                 tile: bool | None = None, *, nonfinite: str = "nodata",
+    def __init__(self, bundle: Bundle, *, tile: bool | None = None, nonfinite: str = "nodata",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, bands=None, replicate_grey: bool = False):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
         if tile not in (None, True, False):
             raise ValueError(f"tile must be None, True or False, got {tile!r}")
         self.max_pixels = check_max_pixels(max_pixels)
         self.bands = None if bands is None else check_bands(bands)
         self.replicate_grey = bool(replicate_grey)
-        self.bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+        self.bundle = bundle
         self.tile = tile
         meta = self.bundle.meta
         self.channels = meta["input"]["channels"]
@@ -81,18 +69,7 @@ class Predictor:
         if overlap > min(th, tw) // 2:
             raise BundleError(f"meta.json: key 'tile.overlap' must be at most half of the {th}x{tw} tiles this "
                               f"model runs ({min(th, tw) // 2}), got {overlap}")
-        if backend in ("auto", "tensorrt"):
-            why = _engine_refusal(self.bundle)
-            if why is None:
-                self._model = TrtModel(self.bundle)
-            elif backend == "tensorrt":
-                raise BundleError(f"backend='tensorrt' cannot run: {why}")
-            else:
-                if self.bundle.engine_path is not None:
-                    warnings.warn(f"running model.onnx with ONNX Runtime: {why}", RuntimeWarning, stacklevel=2)
-                self._model = OrtModel(self.bundle, providers, threads)
-        else:
-            self._model = OrtModel(self.bundle, providers, threads)
+        self._model = None
 
     @property
     def backend(self) -> str:
@@ -213,3 +190,67 @@ class Predictor:
             out[r0:r0 + _COLOR_ROWS] = self._palette[np.where(nodata, 0, lab)]
             out[r0:r0 + _COLOR_ROWS][nodata] = 0
         return out
+
+
+class Predictor(PredictorBase):
+    """Runs a bundle on images of any size.
+
+    backend: "onnxruntime", "tensorrt" (the bundle's engine; an error if it cannot run
+    here), or "auto": the engine when it can run, else ONNX Runtime with a warning saying
+    why. providers and threads go to ONNX Runtime. Images run through the one tile
+    engine (effseg.runtime.tiled, the same as `effseg run` and `effseg predict`): tiles of
+    the model's size (static) or of meta.json tile.size (dynamic), blended. tile: None
+    cuts a dynamic model's tiles down to an image smaller than them (one pass, padded to
+    a multiple of 32); True never does; False never tiles: a dynamic model takes the
+    whole image in one pass, a static one only images of its own size.
+
+    native_scan: for a bundle with a native-scan form (CM-UNet and other SS2D models),
+    None runs it on the CPU where it can (effseg._C importable, no CUDA in ONNX Runtime)
+    and model.onnx otherwise, True insists on it (a BundleError saying why it cannot
+    run), False always runs model.onnx; `native_scan_reason` says why it did not run.
+
+    nonfinite: "nodata" (NaN/Inf pixels become nodata: the nodata label in predict, NaN
+    in predict_logits) or "error" (a ValueError). max_pixels, bands and replicate_grey
+    apply to the files that read() and run() open (see effseg.runtime.images).
+    """
+
+    def __init__(self, bundle_or_path, backend: str = "auto", providers=None, threads: int | None = None,
+                 tile: bool | None = None, *, nonfinite: str = "nodata",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, bands=None, replicate_grey: bool = False,
+                 native_scan: bool | None = None):
+        if native_scan not in (None, True, False):
+            raise ValueError(f"native_scan must be None, True or False, got {native_scan!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        bundle = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+        super().__init__(bundle, tile=tile, nonfinite=nonfinite, max_pixels=max_pixels, bands=bands,
+                         replicate_grey=replicate_grey)
+        self.native_scan_reason = "TensorRT runs the engine"
+        if backend in ("auto", "tensorrt"):
+            why = _engine_refusal(self.bundle)
+            if why is None:
+                self._model = TrtModel(self.bundle)
+            elif backend == "tensorrt":
+                raise BundleError(f"backend='tensorrt' cannot run: {why}")
+            else:
+                if self.bundle.engine_path is not None:
+                    warnings.warn(f"running model.onnx with ONNX Runtime: {why}", RuntimeWarning, stacklevel=2)
+                self._model = self._ort_model(providers, threads, native_scan)
+        else:
+            self._model = self._ort_model(providers, threads, native_scan)
+
+    def _ort_model(self, providers, threads, native_scan):
+        """The native-scan form where asked for and possible, else model.onnx."""
+        self.native_scan_reason = "native_scan=False" if native_scan is False else unavailable_reason(
+            self.bundle, providers)
+        if self.native_scan_reason is None:
+            return SegmentedModel.from_bundle(self.bundle, threads)
+        if native_scan:
+            raise BundleError(f"native_scan=True cannot run: {self.native_scan_reason}")
+        if native_scan is None and self.native_scan_reason == native_scan_reason():
+            # The bundle was made to run its scans natively; ~10x slower without.
+            warnings.warn(f"running model.onnx's standard-op scans (several times slower on a CPU): "
+                          f"{self.native_scan_reason}", RuntimeWarning, stacklevel=3)
+        return OrtModel(self.bundle, providers, threads)

@@ -4,10 +4,13 @@ here, so a session setting (threads, providers, logging, spinning) is decided on
 Torch-free, like the rest of the runtime."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+SPINNING_ENV = "EFFSEG_ORT_SPINNING"
+SPIN_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 
 
 def import_ort():
@@ -39,17 +42,38 @@ def providers_for(device: str = "cpu", providers=None) -> list[str]:
     return [CPU]
 
 
+def spinning_default() -> bool:
+    """Whether sessions spin-wait by default: off unless EFFSEG_ORT_SPINNING=1."""
+    v = os.environ.get(SPINNING_ENV, "0").strip().lower()
+    if v in ("1", "true", "on"):
+        return True
+    if v in ("", "0", "false", "off"):
+        return False
+    raise ValueError(f"{SPINNING_ENV} must be 1 or 0, got {v!r}")
+
+
 def ort_session(model, *, device: str = "cpu", providers=None, threads: int | None = None,
-                optimization: str | None = None, quiet: bool = True, external: dict | None = None):
+                optimization: str | None = None, quiet: bool = True, external: dict | None = None,
+                spinning: bool | None = None):
     """An InferenceSession for `model`: a path, the model's bytes, or an onnx ModelProto.
 
     threads: intra-op threads (None: ORT's default); optimization: None (ORT's default,
     all), one of "disable", "basic", "extended", "all", or an ort.GraphOptimizationLevel; quiet: warnings off (ORT logs
     every constant-folded initializer at the default level); external: {file name: bytes}
     of external-data weights, handed over from memory so that only bytes the caller has
-    verified ever run (a path would be opened again, after any check)."""
+    verified ever run (a path would be opened again, after any check).
+    spinning: whether ORT's thread pools spin-wait between (and inside) runs; None:
+    spinning_default(), i.e. off. Spinning threads hold cores that a competing process
+    (or this process's own other threads) needs, which made calls several times slower
+    on a busy 2-core machine; passive waiting costs a thread wake-up per parallel step."""
     ort = import_ort()
     so = ort.SessionOptions()
+    if spinning is None:
+        spinning = spinning_default()
+    elif not isinstance(spinning, bool):
+        raise ValueError(f"spinning must be True, False or None (the {SPINNING_ENV} default), got {spinning!r}")
+    for key in SPIN_KEYS:
+        so.add_session_config_entry(key, "1" if spinning else "0")
     if external:
         if not hasattr(so, "add_external_initializers_from_files_in_memory"):
             raise RuntimeError(f"the model keeps its weights in {', '.join(sorted(external))}; onnxruntime "

@@ -173,20 +173,49 @@ class _Stages:
                     return _DONE
 
 
+def row_range_plan(blender: RowBlender, rows: tuple[int, int] | None, batch: int) -> tuple[int, int, int, int]:
+    """(first, stop, lo, hi): indices into blender.tiles (row-major) of the tiles run
+    through the model, [first, stop), and of those blended, [lo, hi), when only tile rows
+    [a, b) = rows are asked for (None: all of them).
+
+    What tile rows [a, b) complete then comes out exactly as in the whole run, bit for
+    bit, however the rows are cut (`effseg predict --ray` computes a raster in strips):
+    - the tile rows above a whose tiles reach down into row ys[a] (the halo) are blended
+      too, in the same order onto the same zeroed accumulator, so every emitted pixel
+      gets the same float sum; rows further up add nothing below ys[a];
+    - the model gets the whole run's batches, tiles [k * batch, (k + 1) * batch), also
+      where they stick out of the range (those answers are dropped): a model's answer
+      for a tile can depend on the others in its call (batch size, fused kernels)."""
+    n_rows, n_cols = len(blender.ys), len(blender.xs)
+    a, b = (0, n_rows) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= a < b <= n_rows:
+        raise ValueError(f"tile rows [{a}, {b}) are not within the raster's {n_rows} tile rows")
+    a0 = a
+    while a0 > 0 and blender.ys[a0 - 1] + blender.th > blender.ys[a]:
+        a0 -= 1
+    lo, hi = a0 * n_cols, b * n_cols
+    return lo - lo % batch, min(-(-hi // batch) * batch, n_rows * n_cols), lo, hi
+
+
 def run_tiles(blender: RowBlender, read_tile, run_batch, emit, *, classes: int, labels_model: bool = False,
-              batch: int = 4, tta: str = "none", prefetch: int = 4, bar=None) -> int:
-    """Every tile of `blender` through the model; returns the number of tiles.
+              batch: int = 4, tta: str = "none", prefetch: int = 4, bar=None,
+              rows: tuple[int, int] | None = None) -> int:
+    """Every tile of `blender` through the model (or those tile rows [a, b) = rows need,
+    see row_range_plan); returns the number of tiles run through the model.
 
     read_tile(i, j) -> ((C, th, tw) model input, (th, tw) nodata mask or None);
     run_batch((N, C, th, tw)) -> (N, K, th, tw) logits, or (N, th, tw) labels when
     labels_model (blended as one-hot votes); emit(i) is called, in the writer thread,
-    once tile row i is blended: blender.row_span(i) / blended(i) / nodata_rows(i) hold
-    its rows until emit returns. bar: a tqdm-like progress bar over tiles, or None."""
+    once tile row i is blended (only for i in rows): blender.row_span(i) / blended(i) /
+    nodata_rows(i) hold its rows until emit returns. blender must be fresh (nothing
+    added). bar: a tqdm-like progress bar over the tiles run, or None."""
     th, tw = blender.th, blender.tw
+    first, stop, lo, hi = row_range_plan(blender, rows, batch)
+    a = 0 if rows is None else int(rows[0])
     stages = _Stages()
     q_in: queue.Queue = queue.Queue(maxsize=prefetch)
     q_out: queue.Queue = queue.Queue(maxsize=prefetch)
-    tiles = blender.tiles
+    tiles = blender.tiles[first:stop]
 
     def reader():
         try:
@@ -210,20 +239,22 @@ def run_tiles(blender: RowBlender, read_tile, run_batch, emit, *, classes: int, 
 
     def write():
         try:
-            per_row, seen = len(blender.xs), 0
+            per_row, y0 = len(blender.xs), blender.ys[a]
             while True:
                 item = stages.get(q_out)
                 if item is _DONE:
                     return
                 for i, j, logits, mask in item:
+                    if not lo <= i * per_row + j < hi:
+                        continue  # run only to keep the whole run's batch (see row_range_plan)
                     blender.add(i, j, logits, mask)
-                    seen += 1
-                    if seen % per_row == 0:
-                        emit(i)
+                    if j == per_row - 1:
+                        if i >= a:  # the halo rows above a are someone else's
+                            emit(i)
                         r1 = blender.row_span(i)[1]
                         blender.advance(i)
-                        if bar is not None:
-                            mp = r1 * blender.w / 1e6 / max(time.perf_counter() - t_start, 1e-9)
+                        if bar is not None and i >= a:
+                            mp = (r1 - y0) * blender.w / 1e6 / max(time.perf_counter() - t_start, 1e-9)
                             bar.set_postfix_str(f"{mp:.2f} MP/s", refresh=False)
                 if bar is not None:
                     bar.update(len(item))

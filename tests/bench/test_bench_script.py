@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from effseg.bench.script import OPS, op_parser, result_path
+from effseg.bench.script import OPS, WAIT_VARS, omp_wait, op_parser, result_path
 
 CHILD = """
 import json, os, sys
 from effseg.bench.script import reexec_with_raised_malloc
 reexec_with_raised_malloc(sys.argv, "test")
 print(json.dumps({"path": sys.path, "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
-                  "by": os.environ.get("EFFSEG_BENCH_MALLOC"), "argv": sys.argv[1:]}))
+                  "by": os.environ.get("EFFSEG_BENCH_MALLOC"), "argv": sys.argv[1:],
+                  "wait": os.environ.get("OMP_WAIT_POLICY"), "spin": os.environ.get("GOMP_SPINCOUNT"),
+                  "wait_by": os.environ.get("EFFSEG_BENCH_OMP_WAIT")}))
 """
 
 
@@ -24,16 +26,42 @@ def test_reexec_raises_thresholds_and_keeps_the_working_folder_off_sys_path(tmp_
     script = tmp_path / "scripts" / "child.py"
     script.parent.mkdir()
     script.write_text(CHILD)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.pop("EFFSEG_BENCH_NO_REEXEC", None)
-    proc = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = _run_child(tmp_path, script, {})
     assert got["mmap"] == "17179869184" and "re-executed" in got["by"] and got["argv"] == ["--quick"]
     on_path = {os.path.realpath(p or os.getcwd()) for p in got["path"]}
     assert str(tmp_path.resolve()) not in on_path  # the working folder
     assert str(script.parent.resolve()) not in on_path  # the script's folder
+    assert got["wait"] == "PASSIVE" and "OMP_WAIT_POLICY=PASSIVE" in got["wait_by"]
+
+
+def _run_child(tmp_path, script, extra: dict) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k not in WAIT_VARS and not k.startswith("EFFSEG_BENCH_")}
+    env.update(extra)
+    proc = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the re-exec is for glibc's malloc")
+def test_reexec_leaves_a_wait_policy_the_caller_chose(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    got = _run_child(tmp_path, script, {"GOMP_SPINCOUNT": "300000"})
+    assert (got["wait"], got["spin"], got["wait_by"]) == (None, "300000", None)
+    assert got["mmap"] == "17179869184"  # the malloc thresholds are still raised
+    got = _run_child(tmp_path, script, {"MALLOC_MMAP_THRESHOLD_": "65536"})  # only the wait policy missing
+    assert (got["mmap"], got["by"], got["wait"]) == ("65536", None, "PASSIVE")
+
+
+def test_omp_wait_says_who_chose_the_policy(monkeypatch):
+    for k in (*WAIT_VARS, "EFFSEG_BENCH_OMP_WAIT"):
+        monkeypatch.delenv(k, raising=False)
+    assert omp_wait()["set_by"] is None
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert omp_wait() == {"env": {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None},
+                          "set_by": "environment"}
 
 
 def test_result_names_say_device_threads_and_quick(tmp_path):

@@ -100,3 +100,36 @@ def test_rewritten_graph_re_exports_and_follows_new_shapes(require_backend):
             ref = m(xs)
             assert rel_err(gm(xs), ref) < 1e-5
             assert rel_err(again(xs), ref) < 1e-5
+
+
+def _dw_net():
+    return nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 5, padding=2, groups=8, bias=False),
+                         nn.BatchNorm2d(8)).eval()
+
+
+def test_skip_leaves_one_pass_out_and_records_it():
+    x = torch.randn(1, 3, 8, 8)
+    m = randomise_batchnorms(_dw_net())
+    gm = export_gm(m, x)
+    recs = {r["pass"]: r for r in run_passes(gm, "cpu", skip={"depthwise_conv2d"})}
+    assert recs["depthwise_conv2d"] == {"pass": "depthwise_conv2d", "changed": 0, "skipped": True}
+    assert recs["fold_batchnorm"]["changed"] == 1
+    assert torch.ops.effseg.depthwise_conv2d.default not in targets(gm)
+    with torch.no_grad():
+        assert rel_err(gm(x), m(x)) < 1e-5
+
+
+def test_skip_must_name_passes():
+    gm = export_gm(_dw_net(), torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"skip must name passes among .*'winograd'"):
+        run_passes(gm, "cpu", skip={"winograd"})
+
+
+@pytest.mark.parametrize("backend, swapped", [("eager", 1), ("onnxruntime", 0), ("tensorrt", 0)])
+def test_depthwise_swap_only_for_graphs_pytorch_runs(backend, swapped):
+    # Exported, the op lowers to the grouped Conv the untouched node exports to anyway.
+    gm = export_gm(_dw_net(), torch.randn(1, 3, 8, 8))
+    rec = {r["pass"]: r for r in run_passes(gm, "cpu", backend)}["depthwise_conv2d"]
+    assert rec["changed"] == swapped
+    if not swapped:
+        assert rec["kept_because"] == {f"backend {backend}: exported as a grouped Conv either way": 1}

@@ -62,5 +62,7 @@ def test_predict_with_vector(tmp_path):
     r = predict_raster(p, tmp_path / "a.tif", tmp_path / "o", PredictOptions(vector="geojson", simplify=0))
     _, feats = _features(r.vector)
     assert r.vector.name == "a.geojson" and sum(a for _, a in feats) / 0.25 == pytest.approx(40 * 50)
-    with pytest.raises(ValueError, match="--vector must be geojson, got 'gpkg' \\(GeoPackage needs pyogrio"):
-        predict_raster(p, tmp_path / "a.tif", tmp_path / "o", PredictOptions(vector="gpkg"))
+    with pytest.raises(ValueError, match="--vector must be geojson or gpkg, got 'shp'"):
+        predict_raster(p, tmp_path / "a.tif", tmp_path / "o", PredictOptions(vector="shp"))
+    with pytest.raises(ValueError, match="vector formats are geojson, gpkg .* got 'map.shp'"):
+        vector.write_vector(tmp_path / "o" / "a.tif", tmp_path / "map.shp", classes=["a"], nodata=255)

@@ -103,3 +103,61 @@ def test_a_failing_model_call_stops_the_stages(bundles, monkeypatch):
         p.predict(np.zeros((200, 200, 3), np.uint8), options=TileOptions(batch=2))
     assert len(calls) == 3
     assert not [t for t in threading.enumerate() if t.name.startswith("effseg-")]
+
+
+def _array_run(p, img, opts, rows=None, calls=None):
+    """run_tiles over an in-memory image: {tile row: (r0, logits rows)} emitted, and the
+    batches the model was called with (as lists of their (N, C, h, w) shapes' N)."""
+    from effseg.runtime.blend import RowBlender
+    from effseg.runtime.tiled import run_tiles, tile_reader
+
+    h, w = img.shape[:2]
+    blender = RowBlender(h, w, *plan_tiles(p, h, w, opts), p.bundle.num_classes, opts.blend)
+    out = {}
+
+    def emit(i):
+        out[i] = (blender.row_span(i)[0], blender.blended(i).copy())
+
+    def run_batch(x):
+        # A batch-coupled answer (as batch-dependent kernels give): any regrouping shows.
+        if calls is not None:
+            calls.append(len(x))
+        y = p.run_batch(x)
+        return y + np.float32(x.mean()) * np.arange(y.shape[1], dtype=np.float32)[:, None, None]
+
+    n = run_tiles(blender, tile_reader(p, ArraySource(img), blender), run_batch, emit,
+                  classes=p.bundle.num_classes, batch=opts.batch, tta=opts.tta, rows=rows)
+    return out, n, len(blender.ys), len(blender.xs)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_a_row_range_gives_the_whole_runs_rows_bit_for_bit(bundles, batch):
+    p = Predictor(bundles["static"])
+    img = np.random.default_rng(batch).integers(0, 256, (130, 75, 3), dtype=np.uint8)
+    opts = TileOptions(batch=batch)
+    whole, n, n_rows, n_cols = _array_run(p, img, opts)
+    assert n == n_rows * n_cols and sorted(whole) == list(range(n_rows)) and n_rows >= 5
+    for a, b in [(0, 1), (1, 3), (2, n_rows), (n_rows - 1, n_rows), (0, n_rows)]:
+        calls = []
+        part, n, _, _ = _array_run(p, img, opts, rows=(a, b), calls=calls)
+        assert sorted(part) == list(range(a, b))  # the halo row above a is blended, not emitted
+        for i in range(a, b):
+            assert part[i][0] == whole[i][0]
+            np.testing.assert_array_equal(part[i][1], whole[i][1])
+        # Whole batches of the whole run: aligned at multiples of batch, cut only at the end.
+        assert sum(calls) == n and all(c == batch for c in calls[:-1])
+        lo = max(a - 1, 0) * n_cols
+        assert n <= (b * n_cols - lo) + 2 * (batch - 1)
+
+
+def test_row_range_errors(bundles):
+    from effseg.runtime.blend import RowBlender
+    from effseg.runtime.tiled import row_range_plan
+
+    blender = RowBlender(100, 40, (32, 32), 8, 4)
+    assert len(blender.ys) == 4 and len(blender.xs) == 2
+    assert row_range_plan(blender, None, 3) == (0, 8, 0, 8)
+    assert row_range_plan(blender, (2, 3), 3) == (0, 6, 2, 6)  # halo row 1; batches [0, 3) and [3, 6)
+    for bad in [(2, 2), (-1, 2), (3, 5)]:
+        with pytest.raises(ValueError, match=r"tile rows \[.*\) are not within the raster's 4 tile rows"):
+            row_range_plan(blender, bad, 3)

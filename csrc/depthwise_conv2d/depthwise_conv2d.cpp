@@ -25,9 +25,16 @@
 //     2 rows x up to 4 vectors (4 rows for one-vector rows).
 //   * Row blocks keep a unit's buffer within L2; with few (batch, channel) planes the
 //     planes are cut into more blocks so that every thread gets work.
-//   * Both paths are compiled for the x86-64 baseline (SSE2: L = 4 floats) and
-//     AVX2+FMA (L = 8) and picked at run time through common/isa.h's detection
-//     (EFFSEG_SIMD caps it); double uses the same code with half the lanes. GELU is
+//   * Column-reuse tile (AVX2 / AVX-512 builds, column stride 1 or 2, column dilation
+//     1): the channel-blocked tile above is bound by its loads at large k (one input
+//     vector per FMA). Instead, per kernel row, the taps run in groups whose weight
+//     vectors stay in registers and each buffered pixel is loaded once per group and
+//     fed to every output of the tile that reads it (k = 7 on AVX-512: 22 input + 7
+//     weight loads for 112 FMAs instead of 119). Fully unrolled per group size.
+//   * Both paths are compiled for the x86-64 baseline (SSE2: L = 4 floats), AVX2+FMA
+//     (L = 8) and AVX-512F (L = 16: wider FMAs and 32 registers for the reuse tile),
+//     picked at run time through common/isa.h's detection (EFFSEG_SIMD caps it);
+//     double uses the same code with half the lanes. GELU is
 //     the exact (erf) form, through a rational erf fitted for this kernel (gelu_f);
 //     SiLU is common/simd_math.h's; double uses std::erfc / std::exp.
 #include "depthwise_conv2d/depthwise_conv2d.h"
@@ -38,6 +45,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/isa.h"
@@ -132,6 +140,11 @@ DW_INLINE T act_scalar(T z, Act act) {
 // Input bytes a block should stay under, so its rows are still in L2 when the taps
 // of the last tile read them.
 constexpr int64_t kBlockBytes = 96 * 1024;
+// The same for the channel-blocked path of the AVX-512 build: its 16-channel rows are
+// twice as long, so 96 KB held ~5 output rows against 6 halo rows at k = 7 and more than
+// half of the transposed fill was repeated; 384 KB (within the 1-2 MB L2 of AVX-512 x86
+// cores) holds ~40 (single-thread CPU time ~10-20% lower at k = 5 / 7 on a Xeon).
+constexpr int64_t kBlockBytesWide = 384 * 1024;
 // Output pixels per column block of the channel-blocked path (a multiple of 8).
 constexpr int64_t kColBlock = 32;
 
@@ -159,9 +172,17 @@ template <class T, int L>
 struct Kernel {
   using V = typename Lane<T, L>::type;
   using I = typename Lane<T, L>::itype;
-  // Only the AVX2 build has 32-byte vectors; simd_math.h's functions fuse multiply-adds
-  // there.
-  static constexpr bool kFma = L * sizeof(T) == 32;
+  // Only the AVX2 / AVX-512 builds have 32- / 64-byte vectors; simd_math.h's functions
+  // fuse multiply-adds there.
+  static constexpr bool kFma = L * sizeof(T) >= 32;
+  // x86 AVX2 / AVX-512 builds (32- / 64-byte vectors): the channel-blocked path runs
+  // the column-reuse tile (tile_blk_reuse) on kNO pixels with up to kGroup tap weights
+  // held in registers. Sized to the register file: 16 accumulators + 8 weights + the
+  // input of 32 zmm registers; 8 + 6 + 1 of 16 ymm registers (6 rather than 4 lets
+  // k = 5 run as one group; single-thread CPU time ~7% lower on a Xeon).
+  static constexpr bool kReuse = L * sizeof(T) >= 32;
+  static constexpr int kNO = L * sizeof(T) >= 64 ? 16 : 8;
+  static constexpr int kGroup = L * sizeof(T) >= 64 ? 8 : 6;
 
   using U = typename Lane<T, L>::unaligned;
   static DW_INLINE V ld(const T* p) { return *reinterpret_cast<const U*>(p); }
@@ -212,6 +233,25 @@ struct Kernel {
     }
   }
 
+  // One butterfly of the L = 16 transpose: rows k (bit B clear) and k + B exchange the
+  // elements whose column has bit B set (row k) / clear (row k + B).
+  template <int B, bool Hi, size_t... P>
+  static DW_INLINE V bfly(const V& a, const V& b, std::index_sequence<P...>) {
+    return DW_SHUF(I, a, b,
+                   static_cast<int>(Hi ? ((P & B) ? L + P : P + B) : ((P & B) ? L + P - B : P))...);
+  }
+  template <int B>
+  static DW_INLINE void transpose_stage(V* r) {
+#pragma GCC unroll 16
+    for (int k = 0; k < L; ++k) {
+      if (k & B) continue;
+      const V lo = bfly<B, false>(r[k], r[k + B], std::make_index_sequence<L>{});
+      const V hi = bfly<B, true>(r[k], r[k + B], std::make_index_sequence<L>{});
+      r[k] = lo;
+      r[k + B] = hi;
+    }
+  }
+
   // In-register L x L transpose: r[i][j] -> r[j][i] (unpack / shuffle / lane-permute
   // stages; GCC and Clang map each shuffle onto one instruction).
   static DW_INLINE void transpose(V* r) {
@@ -244,6 +284,13 @@ struct Kernel {
       r[1] = DW_SHUF(I, t1, t3, 0, 1, 4, 5);
       r[2] = DW_SHUF(I, t0, t2, 2, 3, 6, 7);
       r[3] = DW_SHUF(I, t1, t3, 2, 3, 6, 7);
+    } else if constexpr (L == 16) {
+      // AVX-512 floats: four butterfly stages, each swapping one bit of the row index
+      // with the same bit of the column index (after all four, r[i][j] = old r[j][i]).
+      transpose_stage<1>(r);
+      transpose_stage<2>(r);
+      transpose_stage<4>(r);
+      transpose_stage<8>(r);
     } else if constexpr (L == 2) {
       const V t0 = DW_SHUF(I, r[0], r[1], 0, 2);
       r[1] = DW_SHUF(I, r[0], r[1], 1, 3);
@@ -306,6 +353,13 @@ struct Kernel {
         for (int v = 0; v < NV; ++v) acc[v] += ld(p + v * vs) * wv;
       }
     }
+    store_blk<NV>(pl, acc, dst);
+  }
+
+  // NV accumulated pixels x L channels -> L channel rows of NV outputs (L x L transposes).
+  template <int NV>
+  static DW_INLINE void store_blk(const Plan<T>& pl, const V* acc, T* dst) {
+    const Args<T>& a = *pl.a;
     constexpr int G = (NV + L - 1) / L;
     V r[G * L];
 #pragma GCC unroll 8
@@ -325,6 +379,83 @@ struct Kernel {
     }
   }
 
+  // Column-reuse tile (x86 AVX2 / AVX-512 builds; column dilation 1, column stride S =
+  // 1 or 2): the same NO x L outputs as tile_blk<NO>, but per kernel row the taps run in
+  // groups of up to kGroup columns whose weight vectors stay in registers, and each
+  // buffered pixel is loaded once per group and fed to every output pixel of the tile
+  // that reads it with one of those taps: NO + g - 1 input loads for NO * g FMAs where
+  // tile_blk loads one input per FMA (at k = 7 its loads, not the FMAs, were the limit).
+  // Each output still sums its taps in (i, j) order, so results equal tile_blk's.
+  // Unrolled through index packs rather than loops: GCC's unroll pragmas left the larger
+  // AVX-512 groups as partial loops with the accumulators spilled.
+  template <int NO, int S, int Q, int J>
+  static DW_INLINE void tap_fma(const V& x, const V* wv, V* acc) {
+    constexpr int d = Q - J;  // output o reads pixel o*S + J
+    if constexpr (d >= 0 && d % S == 0 && d / S < NO) acc[d / S] += x * wv[J];
+  }
+  template <int NO, int S, int Q, int... J>
+  static DW_INLINE void pixel_fmas(const T* p, const V* wv, V* acc,
+                                   std::integer_sequence<int, J...>) {
+    const V x = ld(p + Q * L);
+    (tap_fma<NO, S, Q, J>(x, wv, acc), ...);
+  }
+  template <int NO, int S, int GS, int... Q>
+  static DW_INLINE void group_pixels(const T* p, const V* wv, V* acc,
+                                     std::integer_sequence<int, Q...>) {
+    (pixel_fmas<NO, S, Q>(p, wv, acc, std::make_integer_sequence<int, GS>{}), ...);
+  }
+  template <int NO, int S, int GS>
+  static DW_INLINE void taps_group(const T* p, const T* w, V* acc) {
+    V wv[GS];
+#pragma GCC unroll 16
+    for (int j = 0; j < GS; ++j) wv[j] = ld(w + j * L);
+    // (NO - 1) * S + GS pixels the group reads
+    group_pixels<NO, S, GS>(p, wv, acc, std::make_integer_sequence<int, (NO - 1) * S + GS>{});
+  }
+
+  // Taps per group: as even as the register budget allows (k = 9 on AVX-512: 5 + 4, not
+  // 8 + 1). Computed once per unit: an integer division per tile showed in profiles.
+  static DW_INLINE int group_size(int kW) {
+    const int ng = (kW + kGroup - 1) / kGroup;
+    return (kW + ng - 1) / ng;
+  }
+
+  template <int NO, int S>
+  static DW_INLINE void tile_blk_reuse(const Plan<T>& pl, const T* src, const T* wb,
+                                       const V& bias, T* dst, int gs) {
+    const Args<T>& a = *pl.a;
+    const int kH = static_cast<int>(a.kH), kW = static_cast<int>(a.kW);
+    const int64_t ks = a.dH * pl.Wp * L;
+    V acc[NO];
+#pragma GCC unroll 16
+    for (int v = 0; v < NO; ++v) acc[v] = bias;
+    for (int i = 0; i < kH; ++i) {
+      const T* rowi = src + i * ks;
+      const T* wi = wb + i * kW * L;
+      for (int j0 = 0; j0 < kW; j0 += gs) {
+        const T* p = rowi + j0 * L;
+        const T* w = wi + j0 * L;
+        switch (std::min(gs, kW - j0)) {
+          case 1: taps_group<NO, S, 1>(p, w, acc); break;
+          case 2: taps_group<NO, S, 2>(p, w, acc); break;
+          case 3: taps_group<NO, S, 3>(p, w, acc); break;
+          case 4: taps_group<NO, S, 4>(p, w, acc); break;
+          default:
+            if constexpr (kGroup >= 5) {
+              switch (std::min(gs, kW - j0)) {
+                case 5: taps_group<NO, S, 5>(p, w, acc); break;
+                case 6: taps_group<NO, S, 6>(p, w, acc); break;
+                case 7: taps_group<NO, S, 7>(p, w, acc); break;
+                default: taps_group<NO, S, 8>(p, w, acc); break;
+              }
+            }
+            break;
+        }
+      }
+    }
+    store_blk<NO>(pl, acc, dst);
+  }
+
   static DW_INLINE void unit_blk(const Plan<T>& pl, int64_t u, T* buf) {
     const Args<T>& a = *pl.a;
     const int64_t blk = u % pl.nblkB, bc = u / pl.nblkB;
@@ -336,6 +467,7 @@ struct Kernel {
     fill_blk(pl, a.x + plane0 * a.H * a.W, oh0 * a.sH, (oh1 - 1 - oh0) * a.sH + pl.halo, buf);
     T* out = a.out + plane0 * a.Ho * a.Wo;
     const int64_t Wo = a.Wo, ps = a.sW * L;
+    [[maybe_unused]] const int gs = group_size(static_cast<int>(a.kW));
     // Column blocks of kColBlock output pixels, all rows of the block each: the rows
     // one output row's taps read (kH rows of the block's width) then stay in L1, where
     // full-width rows would not (7 rows of a 128-pixel plane are already 30 KB).
@@ -345,6 +477,14 @@ struct Kernel {
         const T* src = buf + (oh - oh0) * a.sH * pl.Wp * L;
         T* dst = out + oh * Wo;
         int64_t ow = cb0;
+        if constexpr (kReuse) {
+          if (a.dW == 1 && a.sW == 1)
+            for (; ow + kNO <= cb1; ow += kNO)
+              tile_blk_reuse<kNO, 1>(pl, src + ow * ps, wb, bias, dst + ow, gs);
+          else if (a.dW == 1 && a.sW == 2)
+            for (; ow + kNO <= cb1; ow += kNO)
+              tile_blk_reuse<kNO, 2>(pl, src + ow * ps, wb, bias, dst + ow, gs);
+        }
         for (; ow + 8 <= cb1; ow += 8) tile_blk<8>(pl, src + ow * ps, wb, bias, dst + ow);
         switch (cb1 - ow) {
           case 7: tile_blk<7>(pl, src + ow * ps, wb, bias, dst + ow); break;
@@ -520,14 +660,36 @@ __attribute__((target("avx2,fma"))) void run_f64_avx2(const Plan<double>& p, int
                                                       int64_t u1, double* b) {
   Kernel<double, 4>::run(p, part, u0, u1, b);
 }
+// AVX-512: 16 float / 8 double lanes, so 16 channels per block, and 32 registers for
+// the column-reuse tile.
+__attribute__((target("avx512f,avx2,fma"))) void run_f32_avx512(const Plan<float>& p, int part,
+                                                                int64_t u0, int64_t u1, float* b) {
+  Kernel<float, 16>::run(p, part, u0, u1, b);
+}
+__attribute__((target("avx512f,avx2,fma"))) void run_f64_avx512(const Plan<double>& p, int part,
+                                                                int64_t u0, int64_t u1, double* b) {
+  Kernel<double, 8>::run(p, part, u0, u1, b);
+}
 #endif
 
+// Fewest taps for which the AVX-512 build is picked over the AVX2 one: its 16 x 16
+// transposes in and out cost more per pixel than the 8 x 8 ones, which small kernels
+// do not win back (single-thread CPU time on a Xeon: k = 3 ~15-25% slower than the
+// AVX2 build, k = 4 even, k = 5 ~10% and k = 7 ~35% faster).
+constexpr int64_t kWideMinTaps = 20;
+
+// fn(lanes, wide): the build to run and its lane count; wide: the AVX-512 one may be
+// taken (the kernel has at least kWideMinTaps taps).
 template <class T>
 struct Pick;
 template <>
 struct Pick<float> {
-  static RunFn<float> fn(int& lanes) {
+  static RunFn<float> fn(int& lanes, bool wide) {
 #if defined(EFFSEG_X86_DISPATCH)
+    if (wide && isa() >= Isa::AVX512) {
+      lanes = 16;
+      return run_f32_avx512;
+    }
     if (use_avx2()) {
       lanes = 8;
       return run_f32_avx2;
@@ -543,8 +705,12 @@ struct Pick<float> {
 };
 template <>
 struct Pick<double> {
-  static RunFn<double> fn(int& lanes) {
+  static RunFn<double> fn(int& lanes, bool wide) {
 #if defined(EFFSEG_X86_DISPATCH)
+    if (wide && isa() >= Isa::AVX512) {
+      lanes = 8;
+      return run_f64_avx512;
+    }
     if (use_avx2()) {
       lanes = 4;
       return run_f64_avx2;
@@ -563,13 +729,24 @@ struct Pick<double> {
   throw std::invalid_argument("depthwise_conv2d: " + msg);
 }
 
+// Buffers the kernel reads whole vectors from start on a 64-byte boundary: std::vector
+// only guarantees 16 bytes, and then every 64-byte (AVX-512) access to a buffered pixel
+// or a weight vector straddled two cache lines (and half of the 32-byte ones did); the
+// AVX-512 build spent about twice the AVX2 one's time outside its FMAs until aligned.
+constexpr size_t kAlign = 64;
+template <class T>
+T* align_up(T* p) {
+  const auto u = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<T*>((u + kAlign - 1) & ~uintptr_t{kAlign - 1});
+}
+
 // A per-thread scratch buffer kept across calls (OpenMP's threads persist): no
-// allocation, and so no page faults, per call.
+// allocation, and so no page faults, per call. 64-byte aligned.
 template <class T>
 T* scratch(size_t n) {
   thread_local std::vector<T> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
+  if (buf.size() < n + kAlign / sizeof(T)) buf.resize(n + kAlign / sizeof(T));
+  return align_up(buf.data());
 }
 
 
@@ -591,11 +768,11 @@ void validate(const Args<T>& a) {
 namespace {
 
 // Output rows per block: the block's buffered input (row_bytes per padded row) within
-// kBlockBytes, cut further so that `planes` planes give >= 4 units per thread, and
+// block_bytes, cut further so that `planes` planes give >= 4 units per thread, and
 // rounded to whole 8-row tiles.
 int64_t rows_per_block(int64_t Ho, int64_t sH, int64_t halo, int64_t row_bytes, int64_t planes,
-                       int nth) {
-  int64_t rpb = std::max<int64_t>(1, (kBlockBytes / std::max<int64_t>(row_bytes, 1) - halo) / sH + 1);
+                       int nth, int64_t block_bytes = kBlockBytes) {
+  int64_t rpb = std::max<int64_t>(1, (block_bytes / std::max<int64_t>(row_bytes, 1) - halo) / sH + 1);
   if (nth > 1 && planes < 4 * nth) {
     const int64_t want_blocks = (4 * nth + planes - 1) / planes;
     rpb = std::min(rpb, (Ho + want_blocks - 1) / want_blocks);
@@ -614,7 +791,7 @@ void forward(const Args<T>& a) {
   pl.a = &a;
   pl.halo = (a.kH - 1) * a.dH + 1;
   int lanes = 1;
-  const RunFn<T> fn = Pick<T>::fn(lanes);
+  const RunFn<T> fn = Pick<T>::fn(lanes, a.kH * a.kW >= kWideMinTaps);
   int nth = team_threads();
   if (planes * a.Ho * a.Wo * a.kH * a.kW < (int64_t{1} << 17)) nth = 1;
 
@@ -624,15 +801,17 @@ void forward(const Args<T>& a) {
   int64_t unitsB = 0, bufB = 0;
   if (pl.nbc > 0) {
     const int64_t K = a.kH * a.kW;
-    wblk.resize(static_cast<size_t>(pl.nbc * K * lanes));
+    wblk.resize(static_cast<size_t>(pl.nbc * K * lanes) + kAlign / sizeof(T));
+    T* wa = align_up(wblk.data());
     for (int64_t cb = 0; cb < pl.nbc; ++cb)
       for (int64_t k = 0; k < K; ++k)
         for (int64_t l = 0; l < lanes; ++l)
-          wblk[(cb * K + k) * lanes + l] = a.w[(cb * lanes + l) * K + k];
-    pl.wblk = wblk.data();
+          wa[(cb * K + k) * lanes + l] = a.w[(cb * lanes + l) * K + k];
+    pl.wblk = wa;
     pl.Wp = (a.Wo - 1) * a.sW + (a.kW - 1) * a.dW + 1;
     const int64_t row_bytes = pl.Wp * lanes * static_cast<int64_t>(sizeof(T));
-    pl.rpbB = rows_per_block(a.Ho, a.sH, pl.halo, row_bytes, a.B * pl.nbc, nth);
+    pl.rpbB = rows_per_block(a.Ho, a.sH, pl.halo, row_bytes, a.B * pl.nbc, nth,
+                             lanes * sizeof(T) >= 64 ? kBlockBytesWide : kBlockBytes);
     pl.nblkB = (a.Ho + pl.rpbB - 1) / pl.rpbB;
     unitsB = a.B * pl.nbc * pl.nblkB;
     bufB = ((pl.rpbB - 1) * a.sH + pl.halo) * pl.Wp * lanes;
@@ -677,7 +856,13 @@ void forward(const Args<T>& a) {
   if (unitsR) fn(pl, 1, 0, unitsR, buf);
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
+// The widest build a call can take (kernels under kWideMinTaps taps run the AVX2 one).
+const char* simd_level() {
+#if defined(EFFSEG_X86_DISPATCH)
+  if (isa() >= Isa::AVX512) return isa_name(Isa::AVX512);
+#endif
+  return use_avx2() ? "avx2+fma" : baseline_name();
+}
 
 template void validate<float>(const Args<float>&);
 template void validate<double>(const Args<double>&);

@@ -42,8 +42,9 @@ void validate(const Args<T>& a);
 template <class T>
 void forward(const Args<T>& a);
 
-// The instruction set the float kernel runs with: "avx2+fma" or the x86-64 / aarch64
-// baseline ("sse2" / "neon"). Follows common/isa.h's detection and its EFFSEG_SIMD
+// The instruction set the float kernel runs with: "avx512f" (kernels of >= 20 taps;
+// smaller ones run the AVX2 build), "avx2+fma" or the x86-64 / aarch64 baseline
+// ("sse2" / "neon"). Follows common/isa.h's detection and its EFFSEG_SIMD
 // cap, so one environment variable governs every kernel.
 const char* simd_level();
 

@@ -236,3 +236,100 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
                        text=True, timeout=120, cwd=tempfile.gettempdir())  # not the checkout
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+# ---- large kernels on every x86 ISA path ----------------------------------------------
+
+_ISA_RANK = {"generic": 0, "sse2": 1, "neon": 1, "avx2+fma": 2, "avx512f": 3}
+_CAP_NAME = {"sse2": "sse2", "avx2": "avx2+fma", "avx512": "avx512f"}
+
+# k >= 5 through the column-reuse tiles of the channel-blocked path (AVX2: 8 outputs,
+# taps in groups of <= 4; AVX-512: 16 outputs, groups of <= 8) and their fallbacks:
+# C = 27 leaves channels to the row path at every lane count (16 + 11, 3 x 8 + 3,
+# 6 x 4 + 3); widths give outputs just over / under the 8- and 16-pixel tiles and the
+# 32-pixel column blocks; k = 9 and 11 split a kernel row into several tap groups;
+# column stride 2 has its own reuse tile, other strides / column dilation fall back.
+_LARGE_K_CASES = [
+    # (C, H, W, (kH, kW), stride, padding, dilation, activation)
+    (27, 19, 47, 5, 1, "same", 1, "gelu"),
+    (27, 13, 33, 7, 1, "same", 1, None),
+    (16, 21, 16, 7, 1, 3, 1, "relu6"),
+    (24, 9, 71, 7, 1, (1, 4), 1, "silu"),
+    (27, 11, 40, 5, 2, 2, 1, "relu"),
+    (17, 23, 67, 7, 2, 3, 1, None),
+    (27, 12, 35, 7, (1, 2), "valid", 1, "gelu"),
+    (27, 12, 35, 7, (2, 1), (0, 3), 1, None),
+    (16, 15, 50, 5, 1, "same", (1, 2), "silu"),
+    (16, 15, 50, 5, 1, 4, (2, 1), None),
+    (8, 17, 37, 5, 3, 2, 1, "relu"),
+    (27, 20, 45, 9, 1, "same", 1, None),
+    (16, 14, 39, 11, 1, 5, 1, "relu6"),
+    (16, 9, 29, (3, 7), 1, (1, 3), 1, "gelu"),
+    (16, 9, 29, (7, 5), 1, "same", 1, None),
+    (32, 30, 130, 7, 1, "same", 1, None),  # several 32-pixel column blocks
+    (16, 300, 37, 7, 1, "same", 1, "relu"),  # several row blocks (halo rows refilled)
+    (16, 301, 37, 5, 2, 2, 1, None),
+]
+
+_LARGE_K_SCRIPT = """
+import sys
+import torch
+from dw_cases import TOL, make, rel_err
+from effseg import _native
+from effseg.ops import depthwise_conv2d, depthwise_conv2d_ref
+from test_depthwise_conv2d_cases import CASES
+print(_native.require().depthwise_conv2d_simd())
+worst = {}
+for dtype in (torch.float32, torch.float64):
+    for i, (C, H, W, k, s, p, d, act) in enumerate(CASES):
+        k = k if isinstance(k, tuple) else (k, k)
+        x, w, b = make(2, C, H, W, *k, dtype=dtype, seed=i, bias=i % 3 != 2)
+        kw = dict(stride=s, padding=p, dilation=d, activation=act)
+        y = depthwise_conv2d(x, w, b, backend="cpp", **kw)
+        ref = depthwise_conv2d_ref(x.double(), w.double(), None if b is None else b.double(), **kw)
+        e = rel_err(y, ref)
+        if e > TOL[dtype]:
+            print("FAIL", dtype, C, H, W, k, s, p, d, act, e)
+        worst[dtype] = max(worst.get(dtype, 0.0), e)
+print("worst", {str(t): e for t, e in worst.items()})
+print("ok" if all(e <= TOL[t] for t, e in worst.items()) else "bad")
+"""
+
+
+def _run_capped(simd, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "test_depthwise_conv2d_cases.py").write_text(f"CASES = {_LARGE_K_CASES!r}\n")
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root / "tests" / "helpers"), str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    env.pop("EFFSEG_SIMD", None)
+    if simd:
+        env["EFFSEG_SIMD"] = simd
+    r = subprocess.run([sys.executable, "-c", _LARGE_K_SCRIPT], check=False, env=env,
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.split("\n")
+
+
+@pytest.mark.parametrize("simd", ["avx512", "avx2", "sse2"])
+def test_large_kernels_on_each_isa_path(require_backend, simd, tmp_path):
+    """k = 5..11, odd widths and channel counts, strides, dilations and paddings against
+    the float64 reference, with EFFSEG_SIMD forcing each x86 kernel build in turn (a
+    level above this CPU's is skipped rather than silently run on a lower one)."""
+    require_backend("cpp")
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86 ISA levels")
+    from effseg import _native
+
+    top = _native.require().depthwise_conv2d_simd()
+    if _ISA_RANK[_CAP_NAME[simd]] > _ISA_RANK[top]:
+        pytest.skip(f"this CPU's kernel level is {top}")
+    out = _run_capped(simd, tmp_path)
+    assert out[0] == _CAP_NAME[simd], out[0]
+    assert "ok" in out, "\n".join(out)

@@ -286,22 +286,33 @@ def predict_files(predictor, inputs, out_dir, opts: PredictOptions | None = None
     files = expand_inputs(inputs, IMAGE_EXTENSIONS if png else RASTER_EXTENSIONS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = PredictRun()
     taken: dict[str, Path] = {}
-    for f in files:
+
+    def one(f):
+        claim_output(taken, f, opts.format)
+        return predict_image(predictor, f, out, opts) if png else predict_raster(predictor, f, out, opts, fill=fill)
+
+    return run_each(files, one, PredictRun(), on_error=on_error, on_failure=on_failure, on_done=on_done)
+
+
+def run_each(items, one, run, *, on_error: str, on_failure=None, on_done=None, label=lambda item: item):
+    """one(item) for each item into run.results; an item that fails is recorded in
+    run.failed with its reason (and passed to on_failure(label, reason)) and the others go
+    on, unless on_error is 'raise'. A bad bundle (BundleError) always ends the run: every
+    item would fail the same way."""
+    for item in items:
         try:
-            claim_output(taken, f, opts.format)
-            r = predict_image(predictor, f, out, opts) if png else predict_raster(predictor, f, out, opts, fill=fill)
+            r = one(item)
             run.results.append(r)
             if on_done is not None:
                 on_done(r)
         except BundleError:
             raise
-        except Exception as exc:  # noqa: BLE001  one bad raster must not end the run
+        except Exception as exc:  # noqa: BLE001  one bad input must not end the run
             if on_error == "raise":
                 raise
             reason = failure_reason(exc)
-            run.failed.append((f, reason))
+            run.failed.append((label(item), reason))
             if on_failure is not None:
-                on_failure(f, reason)
+                on_failure(label(item), reason)
     return run

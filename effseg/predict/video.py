@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.bundle import BundleError
 from ..runtime.tiled import _DONE, _Stages, tile_geometry
 from .arrays import predict_array
-from .pipeline import PredictOptions
+from .pipeline import PredictOptions, run_each
 from .video_inputs import VideoSource, camera_source, cv2_or_raise, frame_bands, video_source
 
 # Cameras and many streams report no frame rate (0) or a clock rate (90000): the overlay
@@ -355,26 +354,15 @@ def predict_videos(predictor, sources, out_dir, opts: PredictOptions | None = No
     second is refused."""
     cv2_or_raise()  # once, before any source: without OpenCV every one would fail the same way
     sources = [_as_source(s) for s in sources]
-    run = VideoRun()
     taken: dict[str, str] = {}
-    for s in sources:
-        try:
-            key = s.stem.casefold()
-            if key in taken:
-                raise FileExistsError(f"its outputs {s.stem}/ and {s.stem}_overlay.mp4 were already written in this "
-                                      f"run for {taken[key]}; not overwriting (rename one of them)")
-            taken[key] = s.label
-            r = predict_video(predictor, s, out_dir, opts, vopts)
-            run.results.append(r)
-            if on_done is not None:
-                on_done(r)
-        except BundleError:
-            raise
-        except Exception as exc:  # noqa: BLE001  one bad video must not end the run
-            if on_error == "raise":
-                raise
-            reason = str(exc) or type(exc).__name__
-            run.failed.append((s.label, reason))
-            if on_failure is not None:
-                on_failure(s.label, reason)
-    return run
+
+    def one(s):
+        key = s.stem.casefold()
+        if key in taken:
+            raise FileExistsError(f"its outputs {s.stem}/ and {s.stem}_overlay.mp4 were already written in this "
+                                  f"run for {taken[key]}; not overwriting (rename one of them)")
+        taken[key] = s.label
+        return predict_video(predictor, s, out_dir, opts, vopts)
+
+    return run_each(sources, one, VideoRun(), on_error=on_error, on_failure=on_failure, on_done=on_done,
+                    label=lambda s: s.label)

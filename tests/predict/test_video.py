@@ -194,10 +194,11 @@ def test_errors_are_named(case, tmp_path):
     run = predict_videos(pred, [clip, tmp_path / "junk.mp4", clip], tmp_path / "o6",
                          vopts=VideoOptions(progress=False, masks=False))
     assert [r.frames for r in run.results] == [12]
+    # the same reasons as rasters get (predict.pipeline.failure_reason: the type named for I/O errors)
     assert [(label, reason.split(":")[0]) for label, reason in run.failed] == [
-        ("junk.mp4", "junk.mp4 cannot be opened"), ("flight.mp4", "its outputs flight/ and flight_overlay.mp4 were "
-                                                                  "already written in this run for flight.mp4; not "
-                                                                  "overwriting (rename one of them)")]
+        ("junk.mp4", "junk.mp4 cannot be opened"), ("flight.mp4", "FileExistsError")]
+    assert run.failed[1][1] == ("FileExistsError: its outputs flight/ and flight_overlay.mp4 were already written in "
+                                "this run for flight.mp4; not overwriting (rename one of them)")
 
 
 def test_cli_video_and_raster_without_torch(case, tmp_path):

@@ -21,10 +21,11 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .script import child_python
 
 POLICIES = {
     "spin": {"EFFSEG_ADAPTIVE_THREADS": "0", "EFFSEG_ORT_SPINNING": "1"},
@@ -156,7 +157,7 @@ def worker(policy: str, rows: list[str], quick: bool, repeats: int, model_name: 
         quiet_load = _load()
         quiet = {r: _median_ms(f, repeats) for r, f in fns.items()}
         team["quiet"] = c.team_threads() if c else None
-        busy_proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+        busy_proc = subprocess.Popen([*child_python()[0], "-c", BUSY_LOOP])
         try:
             time.sleep(0.2)  # let the competitor start spinning
             busy_load = _load()
@@ -178,7 +179,8 @@ def run_policy(policy: str, rows: list[str], quick: bool, repeats: int, model_na
     code = ("import json, sys; from effseg.bench.contention import worker; "
             "print(json.dumps(worker(*json.loads(sys.argv[1]))))")
     arg = json.dumps([policy, rows, quick, repeats, model_name])
-    proc = subprocess.run([sys.executable, "-c", code, arg], env=policy_env(policy), capture_output=True,
+    argv, env = child_python(policy_env(policy))
+    proc = subprocess.run([*argv, "-c", code, arg], env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"the {policy} worker failed (exit {proc.returncode}): {proc.stderr[-3000:]}")

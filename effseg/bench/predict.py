@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from .._timing import machine
 from .predict_data import mosaic_vrt, solaris_scene
 from .predict_rows import MODES, ROW_PRELUDE
-from .script import MALLOC_VARS
+from .script import MALLOC_VARS, child_python
 
 DEFAULTS = {"vrt_sides": "10000,20000", "tile": 512, "overlap": 64, "batch": 4, "seam_tiles": "256,512",
             "seam_overlap": 64, "train_budget": 90.0, "train_loss": "ce+dice", "rss_bound_mb": 1500.0,
@@ -159,8 +158,9 @@ def row_env() -> dict:
 
 def run_row(cfg: dict, timeout: float) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", ROW_PRELUDE, json.dumps(cfg)], capture_output=True, text=True,
-                       timeout=timeout, env=row_env(), check=False)
+    argv, env = child_python(row_env())
+    p = subprocess.run([*argv, "-c", ROW_PRELUDE, json.dumps(cfg)], capture_output=True, text=True,
+                       timeout=timeout, env=env, check=False)
     lines = p.stdout.strip().splitlines()
     if p.returncode != 0 or not lines:
         raise RuntimeError(f"row {cfg['mode']} on {cfg['input']} failed ({p.returncode}): {p.stderr[-2000:]}")

@@ -66,6 +66,20 @@ def reexec_with_raised_malloc(args: list[str], label: str) -> None:
     os.execve(sys.executable, [sys.executable, flag, *args], env)
 
 
+def child_python(env: dict | None = None) -> tuple[list[str], dict]:
+    """(argv prefix, environment) for a child interpreter that imports this process's
+    effseg and no code from the working folder (-P; -I on Python 3.10): `python -c` would
+    put the folder first on sys.path, and a source checkout there shadows the installed
+    package (no effseg._C in it) or plants a module."""
+    env = dict(os.environ if env is None else env)
+    flag = "-P" if sys.version_info >= (3, 11) else "-I"
+    root = str(Path(__file__).resolve().parents[2])
+    if any(os.path.realpath(p or os.getcwd()) == os.path.realpath(root) for p in sys.path):
+        # This effseg came from a plain folder on sys.path (an uninstalled checkout): name it.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return [sys.executable, flag], env
+
+
 def allocator() -> dict:
     env = {k: os.environ.get(k) for k in MALLOC_VARS}
     return {"env": env, "set_by": os.environ.get("EFFSEG_BENCH_MALLOC") or

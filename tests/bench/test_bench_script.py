@@ -77,3 +77,18 @@ def test_result_names_say_device_threads_and_quick(tmp_path):
 def test_every_op_takes_the_common_flags(op):
     args = op_parser(op).parse_args(["--device", "cpu", "--quick", "--repeats", "2", "--threads", "1"])
     assert (args.device, args.quick, args.repeats, args.threads, args.out) == ("cpu", True, 2, 1, None)
+
+
+def test_child_python_imports_this_effseg_not_one_in_the_working_folder(tmp_path):
+    import subprocess
+
+    import effseg
+    from effseg.bench.script import child_python
+
+    planted = tmp_path / "effseg"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(f"open({str(tmp_path / 'marker')!r}, 'w').close()\n")
+    argv, env = child_python()
+    out = subprocess.run([*argv, "-c", "import effseg; print(effseg.__file__)"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == effseg.__file__ and not (tmp_path / "marker").exists()

@@ -17,6 +17,13 @@ sys.meta_path.insert(0, _NoTorch())
 
 
 def run_without_torch(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], check=False, capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    """The child imports the effseg these tests import: the installed package in CI (with
+    its effseg._C; -P keeps the checkout in the working folder off sys.path), else this
+    checkout."""
+    import effseg
+
+    env = dict(os.environ)
+    if ROOT in Path(effseg.__file__).resolve().parents:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-P", "-c", BLOCK_TORCH + code], check=False, capture_output=True,
+                          text=True, env=env, timeout=timeout)

@@ -28,29 +28,28 @@ MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA
 # How idle OpenMP threads wait (libgomp and Intel's runtime read these once, at load).
 # Unset, libgomp spins ~300000 pauses before sleeping: on a shared 2-core machine the
 # spinning threads hold the core a descheduled team member needs, and eager rows read
-# 4-20x slower with one competing process. Every benchmark therefore runs with passive
-# waiting unless the caller chose a policy (GOMP_SPINCOUNT=300000 gives libgomp's default).
-WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+# 4-20x slower with one competing process; passive waiting instead costs eager PyTorch
+# about 2x on a quiet machine. The benchmarks leave the caller's choice and record it.
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
 def reexec_with_raised_malloc(args: list[str], label: str) -> None:
-    """Restart this process once with glibc's malloc thresholds raised and OpenMP's idle
-    threads waiting passively (each unless set already; no restart with
-    EFFSEG_BENCH_NO_REEXEC=1). args: what follows the interpreter's flags (a script path,
+    """Restart this process once with glibc's malloc thresholds raised (unless set already;
+    no restart with EFFSEG_BENCH_NO_REEXEC=1). OpenMP's wait policy is left as the caller
+    has it: OMP_WAIT_POLICY=PASSIVE halved eager PyTorch's quiet speed on the 2-core Xeon
+    (bench/results/contention-cpu.json), so setting it would time the eager peer slower
+    than a plain `import torch` runs it. args: what follows the interpreter's flags (a script path,
     or "-m", a module), then its arguments.
 
     glibc's defaults return large freed blocks to the OS and page-faults them back on every
     call (eager PyTorch 10-25x slower on the 2-core machines, ARCHITECTURE.md), and glibc reads the
-    thresholds only at start-up; OpenMP reads its wait policy at load (WAIT_ENV).
+    thresholds only at start-up; OpenMP reads its wait policy at load.
     allocator() and omp_wait() record the settings in the JSON."""
     if not sys.platform.startswith("linux") or os.environ.get("EFFSEG_BENCH_NO_REEXEC"):
         return
     env = dict(os.environ)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         env.update(MALLOC_ENV, EFFSEG_BENCH_MALLOC=f"{label} (re-executed with raised thresholds)")
-    if not any(os.environ.get(k) for k in WAIT_VARS):
-        env.update(WAIT_ENV, EFFSEG_BENCH_OMP_WAIT=f"{label} (re-executed with OMP_WAIT_POLICY=PASSIVE)")
     if env == os.environ:
         return
     # -P keeps the working folder (or the script's) off sys.path, so a stray torch.py there

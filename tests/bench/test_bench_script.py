@@ -31,7 +31,8 @@ def test_reexec_raises_thresholds_and_keeps_the_working_folder_off_sys_path(tmp_
     on_path = {os.path.realpath(p or os.getcwd()) for p in got["path"]}
     assert str(tmp_path.resolve()) not in on_path  # the working folder
     assert str(script.parent.resolve()) not in on_path  # the script's folder
-    assert got["wait"] == "PASSIVE" and "OMP_WAIT_POLICY=PASSIVE" in got["wait_by"]
+    # the wait policy stays the caller's (unset here): the eager peer runs as a plain import does
+    assert got["wait"] is None and got["wait_by"] is None
 
 
 def _run_child(tmp_path, script, extra: dict) -> dict:
@@ -51,8 +52,8 @@ def test_reexec_leaves_a_wait_policy_the_caller_chose(tmp_path):
     got = _run_child(tmp_path, script, {"GOMP_SPINCOUNT": "300000"})
     assert (got["wait"], got["spin"], got["wait_by"]) == (None, "300000", None)
     assert got["mmap"] == "17179869184"  # the malloc thresholds are still raised
-    got = _run_child(tmp_path, script, {"MALLOC_MMAP_THRESHOLD_": "65536"})  # only the wait policy missing
-    assert (got["mmap"], got["by"], got["wait"]) == ("65536", None, "PASSIVE")
+    got = _run_child(tmp_path, script, {"MALLOC_MMAP_THRESHOLD_": "65536"})  # nothing to change: no restart
+    assert (got["mmap"], got["by"], got["wait"]) == ("65536", None, None)
 
 
 def test_omp_wait_says_who_chose_the_policy(monkeypatch):

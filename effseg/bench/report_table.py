@@ -127,8 +127,8 @@ def _why(row: dict, peer: dict) -> str:
     choice, source = tune.get("choice"), tune.get("source")
     spread = peer.get("p90_ms") is not None and row["median_ms"] <= peer["p90_ms"]
     if choice == "plain":
-        why = (f"autotune ({source}) chose the plain model here, so both rows run the same graph: the gap is "
-               "timing noise")
+        why = (f"autotune ({source}) chose the plain model here, so both rows run the same graph: the gap "
+               "is effseg's call path (input/output binding, checks) or timing, not its passes")
     elif choice and choice != "effseg":
         why = f"autotune ({source}) chose '{choice}'"
     elif source == "off":

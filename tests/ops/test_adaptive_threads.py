@@ -65,7 +65,8 @@ def test_the_environment_turns_adapting_off(require_backend):
     require_backend("cpp")
     code = "import effseg, effseg._native as n; print(n.require().adaptive_threads())"
     env = dict(os.environ, EFFSEG_ADAPTIVE_THREADS="0")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # -P: the installed effseg (with effseg._C), not a checkout in the working folder
+    out = subprocess.run([sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
 

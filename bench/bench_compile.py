@@ -1,9 +1,12 @@
-"""effseg.compile vs peers on zoo models: eager, torch.compile, ONNX Runtime (plain
-torch.onnx export) and each effseg backend, side by side in one process.
+"""effseg.compile vs peers on every zoo model: eager, torch.compile, ONNX Runtime and
+OpenVINO (where it imports; both on torch.onnx's export of the plain-PyTorch model) and
+each effseg backend, side by side in one process.
 
-Target per model: best effseg backend <= 0.9x the best peer (eager, torch.compile, ORT).
-Writes bench/results/compile-<device>.json. Run:
-    python bench/bench_compile.py [--device cuda] [--quick]
+Target per model: best effseg backend <= 0.9x the best peer. Writes
+bench/results/compile-<device>[-avx2].json. Run:
+    python bench/bench_compile.py [--device cuda] [--models NAME ...] [--size 512] [--isa avx2] [--quick]
+--isa avx2 caps effseg's kernels, PyTorch's and oneDNN's at AVX2 (ONNX Runtime and
+OpenVINO are not capped: they read no such setting).
 """
 from __future__ import annotations
 
@@ -19,41 +22,68 @@ import effseg
 from effseg._timing import machine, median_ms
 from effseg.bench.contenders import export_onnx_peer, ort_session, plain_copy
 from effseg.bench.model_bench import open_gates
-from effseg.bench.script import common_parser, prepare, reexec_with_raised_malloc, result_path, write_json
+from effseg.bench.script import (
+    common_parser,
+    isa_env,
+    omp_wait,
+    prepare,
+    reexec_with_raised_malloc,
+    result_path,
+    write_json,
+)
+from effseg.models.registry import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = ("unetformer", "abcnet", "banet", "manet", "cmunet")
+MODELS = tuple(list_models())
 EFFSEG_BACKENDS = ("eager", "inductor", "onnxruntime")
 TARGET = 0.9
 # Backends not attempted per model, with the reason (none at present: effseg's scan now
 # exports without unrolling, so CM-UNet's ONNX Runtime backend is measured again).
 EFFSEG_SKIP: dict = {}
+# Why the ONNX peers are not attempted on the selective-scan nets: the reference scan is
+# a Python loop over L (up to 16384 steps per scan at 512^2) that torch.onnx unrolls step
+# by step, and effseg's scan op has no translation outside effseg's own exporter.
+SCAN_PEER_REASON = ("torch.onnx.export has no translation for effseg's scan op, and the plain-PyTorch "
+                    "scan (a Python loop over up to 16384 steps) unrolls step by step: not attempted")
 
 
-# Models whose plain-PyTorch form torch.onnx cannot export in reasonable time: the
-# reference selective scan is a Python loop over L (up to 16384 steps per scan at 512^2)
-# that the exporter unrolls step by step, and effseg's op has no ONNX translation
-# outside effseg's own exporter. Not attempted; recorded as such.
-ORT_PEER_UNAVAILABLE = {
-    "cmunet": "torch.onnx.export has no translation for effseg's scan op, and the plain-PyTorch "
-              "scan (a Python loop over up to 16384 steps) unrolls step by step: not attempted",
-}
+def has_scan(model: torch.nn.Module) -> bool:
+    return any(type(m).__module__ in ("effseg.nn.mamba", "effseg.nn.ss2d") for m in model.modules())
 
 
-def _ort_peer(name, model, x, device):
-    """ORT on torch.onnx's own export (dynamo), of the model as a user without effseg has it."""
-    if name in ORT_PEER_UNAVAILABLE:
-        raise RuntimeError(ORT_PEER_UNAVAILABLE[name])
-    with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
-        path = Path(tmp) / "peer.onnx"
-        # The zoo model's effseg ops have no translation in torch.onnx: export the same
-        # architecture and weights on plain PyTorch ops, as a user without effseg has them.
-        plain, _ = plain_copy(model)
-        how = export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
-        sess = ort_session(path, device, torch.get_num_threads())
+def _export_plain(model, x, folder: Path) -> tuple[Path, str]:
+    """torch.onnx's export of the same architecture and weights on plain PyTorch ops (the
+    zoo model's effseg ops have no translation there), as a user without effseg has it."""
+    if has_scan(model):
+        raise RuntimeError(SCAN_PEER_REASON)
+    path = folder / "peer.onnx"
+    plain, _ = plain_copy(model)
+    return path, export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
+
+
+def _ort_peer(path: Path, x, device):
+    sess = ort_session(path, device, torch.get_num_threads())
     name = sess.get_inputs()[0].name
     xn = x.cpu().numpy()
-    return (lambda: sess.run(None, {name: xn})), how
+    return lambda: sess.run(None, {name: xn})
+
+
+def _openvino_peer(path: Path, x, device):
+    """OpenVINO's CPU plugin on the same ONNX file, latency hint, torch's thread count."""
+    if device != "cpu":
+        raise RuntimeError("the OpenVINO peer runs on --device cpu only here")
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise RuntimeError(f"openvino does not import ({exc}); pip install openvino") from None
+    core = ov.Core()
+    compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                      "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                                                      "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    xn = x.cpu().numpy()
+    out = compiled.outputs[0]
+    return lambda: request.infer({0: xn})[out]
 
 
 def bench_model(name, device, size, repeats):
@@ -92,11 +122,26 @@ def bench_model(name, device, size, repeats):
           lambda: (_warm(torch.compile(model, options={"freezing": True}), x), {}))
     torch._dynamo.reset()
 
-    def ort():
-        fn, how = _ort_peer(name, model, x, device)
-        return fn, {"exporter": how}
+    with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
+        exported = {}
 
-    timed("onnxruntime", "peers", ort)
+        def onnx_file():
+            if "error" in exported:
+                raise RuntimeError(exported["error"])
+            if "path" not in exported:
+                try:
+                    exported["path"], exported["how"] = _export_plain(model, x, Path(tmp))
+                except Exception as exc:
+                    exported["error"] = f"{type(exc).__name__}: {exc}"[:300]
+                    raise
+            return exported["path"], {"exporter": exported["how"]}
+
+        def peer(make):
+            path, info = onnx_file()
+            return make(path, x, device), info
+
+        timed("onnxruntime", "peers", lambda: peer(_ort_peer))
+        timed("openvino", "peers", lambda: peer(_openvino_peer))
     skip = EFFSEG_SKIP.get(name, {})
     for b in EFFSEG_BACKENDS:
         def eff(b=b):
@@ -126,6 +171,18 @@ def _warm(fn, x):
     return lambda: fn(x)
 
 
+def _isa() -> dict | None:
+    """effseg's build and, per kernel, the vector path it takes in this process."""
+    from effseg import _native
+
+    if not _native.available():
+        return None
+    c = _native.require()
+    return {**dict(c.build_info()),
+            **{f"{k}_simd": getattr(c, f"{k}_simd")() for k in ("depthwise_conv2d", "winograd_conv2d",
+                                                                  "linear_attention")}}
+
+
 def main():
     reexec_with_raised_malloc(sys.argv, "bench/bench_compile.py")
     p = common_parser(__doc__, "one model at 128x128, 3 repeats: a smoke run")
@@ -135,16 +192,21 @@ def main():
     if args.quick:
         args.models, args.size, args.repeats = args.models[:1], 128, 3
     rows = [bench_model(m, args.device, args.size, args.repeats) for m in args.models]
-    result = {"bench": "compile", "device": args.device, "machine": machine(args.device),
+    result = {"bench": "compile", "device": args.device, "machine": {**machine(args.device), "isa": _isa(),
+                                                                       "torch_cpu_capability":
+                                                                           torch.backends.cpu.get_cpu_capability()},
+              "isa_caps": isa_env(), "omp_wait": omp_wait(),
                   "input": {"batch": 1, "channels": 3, "height": args.size, "width": args.size, "dtype": "float32"},
                   "method": ("medians via effseg._timing.median_ms after warm-up, all contenders "
-                          "of a model in one process; effseg backends compiled with check=True; "
+                          "of a model in one process; effseg backends compiled with check=True "
+                          "(autotuned: each pass kept only where it measured faster here); "
                           "eager and torch.compile peers run the zoo model (effseg's kernels inside, "
-                          "the stronger peer); the ORT peer runs torch.onnx's export of the same "
-                          "weights on plain PyTorch ops (backend='ref'); attention gates (gamma) "
+                          "the stronger peer); the ORT and OpenVINO peers run torch.onnx's export of the same "
+                          "weights on plain PyTorch ops (backend='ref'), OpenVINO's CPU plugin with the "
+                          "LATENCY hint, f32 precision and torch's thread count; attention gates (gamma) "
                           "opened to 0.5 so attention branches carry signal; "
                           f"torch threads {torch.get_num_threads()}, MALLOC_* thresholds raised"),
-                  "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT)",
+                  "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT, OpenVINO)",
                   "results": rows,
                   "targets": {r["model"]: r.get("target_met") for r in rows}}
     out = write_json(result, result_path(RESULTS, "compile", args))

@@ -32,6 +32,32 @@ MALLOC_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA
 # about 2x on a quiet machine. The benchmarks leave the caller's choice and record it.
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
+# --isa avx2 on an AVX-512 machine: an AVX2 machine as closely as one process can be made
+# one. EFFSEG_SIMD caps effseg's kernels; ATEN_CPU_CAPABILITY caps PyTorch's own vector
+# kernels and ONEDNN_MAX_CPU_ISA its oneDNN convolutions and matmuls, so the PyTorch
+# peers drop to AVX2 too: capping effseg alone would race an AVX2 kernel against an
+# AVX-512 peer, which no AVX2 machine does. ONNX Runtime (MLAS) and OpenVINO read no such
+# variable and keep the machine's best ISA; the JSON says so.
+ISA_ENV = {"avx2": {"EFFSEG_SIMD": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+ISA_UNCAPPED = "ONNX Runtime (MLAS) and OpenVINO pick their kernels by CPUID and are not capped"
+
+
+def isa_arg(args: list[str]) -> str:
+    """The value of --isa in a raw argument list ("native" when absent)."""
+    for i, a in enumerate(args):
+        if a == "--isa" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--isa="):
+            return a.split("=", 1)[1]
+    return "native"
+
+
+def isa_env() -> dict:
+    """What capped the ISAs of this run (the --isa variables as the process has them)."""
+    names = sorted({k for v in ISA_ENV.values() for k in v})
+    env = {k: os.environ.get(k) for k in names}
+    return {"env": env, "uncapped": ISA_UNCAPPED if any(env.values()) else None}
+
 
 def reexec_with_raised_malloc(args: list[str], label: str) -> None:
     """Restart this process once with glibc's malloc thresholds raised (unless set already;
@@ -50,6 +76,8 @@ def reexec_with_raised_malloc(args: list[str], label: str) -> None:
     env = dict(os.environ)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
         env.update(MALLOC_ENV, EFFSEG_BENCH_MALLOC=f"{label} (re-executed with raised thresholds)")
+    # PyTorch and oneDNN read their ISA caps at load, so --isa needs the restart too.
+    env.update(ISA_ENV.get(isa_arg(args), {}))
     if env == os.environ:
         return
     # -P keeps the working folder (or the script's) off sys.path, so a stray torch.py there
@@ -102,8 +130,17 @@ def common_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
                    help="CPU threads for torch and effseg's C++ kernels (default: their own); "
                         "the JSON name gets -t<threads>")
     p.add_argument("--out", default=None,
-                   help="the JSON file (default: bench/results/<name>-<device>[-t<threads>][-quick].json)")
+                   help="the JSON file (default: bench/results/<name>-<device>[-<isa>][-t<threads>][-quick].json)")
+    add_isa_argument(p)
     return p
+
+
+def add_isa_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--isa", default="native", choices=["native", *ISA_ENV],
+                   help="native (default): every library's best ISA on this CPU; avx2: effseg's kernels, "
+                        "PyTorch's and oneDNN's capped at AVX2 (EFFSEG_SIMD, ATEN_CPU_CAPABILITY, "
+                        "ONEDNN_MAX_CPU_ISA; set by a restart) to run an AVX2 machine's paths on an "
+                        "AVX-512 one; the JSON name gets -avx2")
 
 
 def result_path(results: Path, name: str, args: argparse.Namespace) -> Path:
@@ -111,7 +148,9 @@ def result_path(results: Path, name: str, args: argparse.Namespace) -> Path:
     that it never overwrites a full run's result."""
     if args.out:
         return Path(args.out)
-    suffix = (f"-t{args.threads}" if args.threads else "") + ("-quick" if args.quick else "")
+    isa = getattr(args, "isa", "native")
+    suffix = ((f"-{isa}" if isa != "native" else "") + (f"-t{args.threads}" if args.threads else "")
+              + ("-quick" if args.quick else ""))
     return Path(results) / f"{name}-{args.device}{suffix}.json"
 
 
@@ -167,6 +206,7 @@ def run_op(op: str, argv: list[str], doc: str | None = None) -> tuple[dict, argp
     result["quick"] = bool(args.quick)
     result["allocator"] = allocator()
     result["omp_wait"] = omp_wait()
+    result["isa_caps"] = isa_env()
     return result, args
 
 

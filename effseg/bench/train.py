@@ -69,6 +69,9 @@ def add_arguments(p) -> None:
     p.add_argument("--throughput", default="run", choices=["run", "skip", "only"],
                    help="the effseg-vs-plain-loop images/s part: run it (default), skip it (accuracy only, e.g. "
                         "on a busy machine), or run only it (on a quiet machine)")
+    p.add_argument("--merge-into", default=None, metavar="JSON",
+                   help="with --throughput only: an earlier run's JSON (e.g. a --throughput skip run on a busy "
+                        "machine) whose training runs the result keeps, adding this run's images/s")
     p.add_argument("--rf-pixels", type=int, default=None, help="training pixels the forest is fit on "
                                                               f"(default {DEFAULTS['rf_pixels']:,})")
     p.add_argument("--rf-trees", type=int, default=None, help=f"trees in the forest (default {DEFAULTS['rf_trees']})")
@@ -91,6 +94,8 @@ def settings(args) -> dict:
     if s["steps"] is not None and not (s["steps"] >= 1 and s["teacher_steps"] >= 1):
         raise ValueError(f"--steps and --teacher-steps must be >= 1, got {s['steps']} and {s['teacher_steps']}")
     s["throughput"] = getattr(args, "throughput", None) or "run"
+    if getattr(args, "merge_into", None) and s["throughput"] != "only":
+        raise ValueError(f"--merge-into needs --throughput only, got --throughput {s['throughput']}")
     if not (s["budget"] > 0 and s["seeds"] >= 1 and s["rf_pixels"] >= 100 and s["rf_trees"] >= 1):
         raise ValueError(f"--budget > 0, --seeds >= 1, --rf-pixels >= 100, --rf-trees >= 1; got {s}")
     return s
@@ -428,10 +433,32 @@ def run(args) -> dict:
     finally:
         if tmp is not None:
             tmp.cleanup()
-    return {"op": "train", "device": args.device, "machine": {**machine(args.device), "isa": _isa()},
-            "settings": s, "plan": p, "method": method(s), "data": data, "teachers": teachers,
-            "runs": runs, "random_forest": forests, "summary": summarize(runs + forests), "throughput": tps,
-            "wall_s": time.perf_counter() - t_start}
+    result = {"op": "train", "device": args.device, "machine": {**machine(args.device), "isa": _isa()},
+              "settings": s, "plan": p, "method": method(s), "data": data, "teachers": teachers,
+              "runs": runs, "random_forest": forests, "summary": summarize(runs + forests), "throughput": tps,
+              "wall_s": time.perf_counter() - t_start}
+    if getattr(args, "merge_into", None):
+        return merge_throughput(Path(args.merge_into), result)
+    return result
+
+
+def merge_throughput(path: Path, tp_result: dict) -> dict:
+    """An earlier run's result with tp_result's throughput in place of its own; how each
+    part ran (settings, machine, allocator, wait policy) stays recorded apart."""
+    import json
+
+    if not path.is_file():
+        raise ValueError(f"--merge-into: {path} does not exist (expected an earlier bench_train JSON)")
+    base = json.loads(path.read_text())
+    if base.get("op") != "train" or not base.get("runs"):
+        raise ValueError(f"--merge-into: {path} is not a bench_train result with training runs")
+    missing = [ds for ds in tp_result["throughput"] if ds not in base.get("summary", {})]
+    if missing:
+        raise ValueError(f"--merge-into: {path} has no training runs on {', '.join(missing)}")
+    base["accuracy_run"] = {k: base.get(k) for k in ("machine", "allocator", "omp_wait", "threads", "wall_s")}
+    base["throughput_run"] = {k: tp_result[k] for k in ("machine", "settings", "wall_s")}
+    base["throughput"] = tp_result["throughput"]
+    return base
 
 
 def targets(result: dict) -> dict:

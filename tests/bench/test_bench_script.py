@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from effseg.bench.script import OPS, WAIT_VARS, omp_wait, op_parser, result_path
+from effseg.bench.script import (
+    ISA_ENV,
+    OPS,
+    WAIT_VARS,
+    isa_arg,
+    isa_env,
+    omp_wait,
+    op_parser,
+    result_path,
+)
 
 CHILD = """
 import json, os, sys
@@ -17,7 +26,8 @@ reexec_with_raised_malloc(sys.argv, "test")
 print(json.dumps({"path": sys.path, "mmap": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
                   "by": os.environ.get("EFFSEG_BENCH_MALLOC"), "argv": sys.argv[1:],
                   "wait": os.environ.get("OMP_WAIT_POLICY"), "spin": os.environ.get("GOMP_SPINCOUNT"),
-                  "wait_by": os.environ.get("EFFSEG_BENCH_OMP_WAIT")}))
+                  "wait_by": os.environ.get("EFFSEG_BENCH_OMP_WAIT"),
+                  "isa": {k: os.environ.get(k) for k in ("EFFSEG_SIMD", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}}))
 """
 
 
@@ -35,11 +45,13 @@ def test_reexec_raises_thresholds_and_keeps_the_working_folder_off_sys_path(tmp_
     assert got["wait"] is None and got["wait_by"] is None
 
 
-def _run_child(tmp_path, script, extra: dict) -> dict:
+def _run_child(tmp_path, script, extra: dict, args=("--quick",)) -> dict:
+    isa_vars = {k for v in ISA_ENV.values() for k in v}
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MALLOC_") and k not in WAIT_VARS and not k.startswith("EFFSEG_BENCH_")}
+           if not k.startswith("MALLOC_") and k not in WAIT_VARS and not k.startswith("EFFSEG_BENCH_")
+           and k not in isa_vars}
     env.update(extra)
-    proc = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -54,6 +66,33 @@ def test_reexec_leaves_a_wait_policy_the_caller_chose(tmp_path):
     assert got["mmap"] == "17179869184"  # the malloc thresholds are still raised
     got = _run_child(tmp_path, script, {"MALLOC_MMAP_THRESHOLD_": "65536"})  # nothing to change: no restart
     assert (got["mmap"], got["by"], got["wait"]) == ("65536", None, None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the re-exec is for glibc's malloc")
+def test_isa_avx2_restarts_with_every_library_capped(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    got = _run_child(tmp_path, script, {}, args=("--isa", "avx2"))
+    assert got["isa"] == {"EFFSEG_SIMD": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert got["argv"] == ["--isa", "avx2"]
+    # --isa native (and no flag) caps nothing, even with the thresholds still to raise
+    got = _run_child(tmp_path, script, {}, args=("--isa=native",))
+    assert got["isa"] == dict.fromkeys(got["isa"]) and got["mmap"] == "17179869184"
+
+
+def test_isa_flag_parsing_and_record(monkeypatch):
+    assert isa_arg(["--quick", "--isa", "avx2"]) == "avx2"
+    assert isa_arg(["--isa=avx2"]) == "avx2"
+    assert isa_arg(["--quick", "--isa"]) == "native"  # argparse reports the missing value
+    assert isa_arg([]) == "native"
+    for k in ISA_ENV["avx2"]:
+        monkeypatch.delenv(k, raising=False)
+    assert isa_env()["uncapped"] is None
+    monkeypatch.setenv("EFFSEG_SIMD", "avx2")
+    rec = isa_env()
+    assert rec["env"]["EFFSEG_SIMD"] == "avx2" and "ONNX Runtime" in rec["uncapped"]
+    with pytest.raises(SystemExit):
+        op_parser("losses").parse_args(["--isa", "avx9"])
 
 
 def test_omp_wait_says_who_chose_the_policy(monkeypatch):
@@ -72,6 +111,8 @@ def test_result_names_say_device_threads_and_quick(tmp_path):
     assert result_path(tmp_path, "losses", args()) == tmp_path / "losses-cpu.json"
     assert result_path(tmp_path, "losses", args(threads=2, quick=True)) == tmp_path / "losses-cpu-t2-quick.json"
     assert result_path(tmp_path, "losses", args(out="x.json")) == Path("x.json")
+    assert result_path(tmp_path, "losses", args(isa="avx2", quick=True)) == tmp_path / "losses-cpu-avx2-quick.json"
+    assert result_path(tmp_path, "losses", args(isa="native")) == tmp_path / "losses-cpu.json"
 
 
 @pytest.mark.parametrize("op", OPS)

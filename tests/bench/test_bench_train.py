@@ -162,3 +162,22 @@ def test_step_budget_trains_whole_epochs_and_throughput_modes(tmp_path, monkeypa
     assert only["runs"] == [] and only["teachers"] == {} and set(only["throughput"]) == {"landcover"}
     with pytest.raises(ValueError, match="--steps"):
         bt.settings(Namespace(**base, steps=0, teacher_steps=None, throughput="run"))
+    # --merge-into: the skip run's training results keep, the only run's images/s join them
+    skip_json = tmp_path / "skip.json"
+    skip_json.write_text(json.dumps(result))
+    merged = bt.run(Namespace(**base, steps=None, teacher_steps=None, throughput="only",
+                              merge_into=str(skip_json)))
+    assert merged["runs"] == result["runs"] and merged["teachers"] == result["teachers"]
+    assert set(merged["throughput"]) == {"landcover"}
+    assert merged["throughput"]["landcover"]["effseg"]["images_per_s"] == pytest.approx(30.0)
+    assert merged["throughput_run"]["settings"]["throughput"] == "only"
+    assert merged["accuracy_run"]["wall_s"] == result["wall_s"]
+    assert bt.targets(merged)["landcover"]["throughput_ratio"] is not None
+    with pytest.raises(ValueError, match="--merge-into needs --throughput only"):
+        bt.settings(Namespace(**base, steps=None, teacher_steps=None, throughput="skip", merge_into="x.json"))
+    with pytest.raises(ValueError, match="does not exist"):
+        bt.run(Namespace(**base, steps=None, teacher_steps=None, throughput="only",
+                         merge_into=str(tmp_path / "none.json")))
+    skip_json.write_text(json.dumps({"op": "train", "runs": []}))
+    with pytest.raises(ValueError, match="not a bench_train result"):
+        bt.run(Namespace(**base, steps=None, teacher_steps=None, throughput="only", merge_into=str(skip_json)))

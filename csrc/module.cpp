@@ -57,20 +57,32 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &effseg::max_threads, "Threads the kernels use (1 without OpenMP).");
   m.def("team_threads", &effseg::team_threads,
         "The threads a kernel called now from this thread would start: get_num_threads(), "
-        "fewer while this thread keeps waiting for a core (see set_adaptive_threads).");
+        "fewer while other processes keep this process's CPUs busy (see set_adaptive_threads).");
+  m.def("team_threads_for", &effseg::team_threads_for, "configured"_a,
+        "team_threads() for a team of `configured` threads (e.g. torch.get_num_threads()).");
   m.def("adaptive_threads", &effseg::adaptive_threads, "Whether the team adapts to contended cores.");
+  m.def(
+      "_others_cpu",
+      []() {
+        int cpus = 0;
+        const int64_t ns = effseg::others_cpu_ns(&cpus);
+        return std::make_pair(ns, cpus);
+      },
+      "Tests only: (CPU ns other processes have used on this thread's CPUs, those CPUs); "
+      "(-1, 0) where /proc/stat is not there.");
   m.def(
       "set_adaptive_threads", [](bool on) { effseg::set_adaptive_threads(on); }, "on"_a,
       "on=False: every kernel starts get_num_threads() threads, however busy the cores are "
       "(the default, on, is also set by EFFSEG_ADAPTIVE_THREADS=0 in the environment).");
   m.def(
       "_gauge_replay",
-      [](int configured, const std::vector<std::pair<int64_t, int64_t>>& readings) {
+      [](int configured, int cpus, const std::vector<std::pair<int64_t, int64_t>>& readings) {
         effseg::ContentionGauge g;
         std::vector<int> teams;
-        for (const auto& r : readings) teams.push_back(g.team(configured, r.first, r.second));
+        for (const auto& r : readings) teams.push_back(g.team(configured, cpus, r.first, r.second));
         return teams;
       },
-      "configured"_a, "readings"_a,
-      "Tests only: the team after each (wall ns, run-queue wait ns) reading of a fresh gauge.");
+      "configured"_a, "cpus"_a, "readings"_a,
+      "Tests only: the team after each (wall ns, other processes' CPU ns) reading of a fresh "
+      "gauge on `cpus` CPUs.");
 }

@@ -1,6 +1,7 @@
 """effseg.compile(model) -> CompiledModel: capture, rewrite, hand to a backend, check."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -14,6 +15,7 @@ from . import auto
 from . import autotune as tuning
 from .backends import BACKENDS, USABLE
 from .capture import capture, capture_parts, with_parts
+from .threads import torch_team
 
 BACKEND_NAMES = ("auto", *BACKENDS)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -189,7 +191,9 @@ class CompiledModel:
             raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
         x = x.to(self.device, self.dtype)
         entry, first_use = self._lookup(x)
-        with torch.no_grad():
+        # ONNX Runtime and TensorRT run their own pools (effseg's ORT sessions do not spin).
+        team = torch_team(self.device) if self.backend in ("eager", "inductor") else contextlib.nullcontext()
+        with torch.no_grad(), team:
             if first_use:
                 # A symbolic graph may still guard (e.g. H divisible by 32): a shape it
                 # rejects gets its own capture instead of an error.

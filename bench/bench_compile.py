@@ -20,7 +20,14 @@ import torch
 
 import effseg
 from effseg._timing import machine, median_ms
-from effseg.bench.contenders import export_onnx_peer, ort_session, plain_copy
+from effseg.bench.contenders import (
+    SCAN_PEER,
+    export_onnx_peer,
+    has_scan,
+    openvino_model,
+    ort_session,
+    plain_copy,
+)
 from effseg.bench.model_bench import open_gates
 from effseg.bench.script import (
     common_parser,
@@ -40,22 +47,11 @@ TARGET = 0.9
 # Backends not attempted per model, with the reason (none at present: effseg's scan now
 # exports without unrolling, so CM-UNet's ONNX Runtime backend is measured again).
 EFFSEG_SKIP: dict = {}
-# Why the ONNX peers are not attempted on the selective-scan nets: the reference scan is
-# a Python loop over L (up to 16384 steps per scan at 512^2) that torch.onnx unrolls step
-# by step, and effseg's scan op has no translation outside effseg's own exporter.
-SCAN_PEER_REASON = ("torch.onnx.export has no translation for effseg's scan op, and the plain-PyTorch "
-                    "scan (a Python loop over up to 16384 steps) unrolls step by step: not attempted")
-
-
-def has_scan(model: torch.nn.Module) -> bool:
-    return any(type(m).__module__ in ("effseg.nn.mamba", "effseg.nn.ss2d") for m in model.modules())
-
-
 def _export_plain(model, x, folder: Path) -> tuple[Path, str]:
     """torch.onnx's export of the same architecture and weights on plain PyTorch ops (the
     zoo model's effseg ops have no translation there), as a user without effseg has it."""
     if has_scan(model):
-        raise RuntimeError(SCAN_PEER_REASON)
+        raise RuntimeError(SCAN_PEER)
     path = folder / "peer.onnx"
     plain, _ = plain_copy(model)
     return path, export_onnx_peer(plain, x, path) + " export of the backend='ref' model"
@@ -69,20 +65,11 @@ def _ort_peer(path: Path, x, device):
 
 
 def _openvino_peer(path: Path, x, device):
-    """OpenVINO's CPU plugin on the same ONNX file, latency hint, torch's thread count."""
     if device != "cpu":
         raise RuntimeError("the OpenVINO peer runs on --device cpu only here")
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise RuntimeError(f"openvino does not import ({exc}); pip install openvino") from None
-    core = ov.Core()
-    compiled = core.compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                      "INFERENCE_NUM_THREADS": torch.get_num_threads(),
-                                                      "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    xn = x.cpu().numpy()
+    compiled, request = openvino_model(path, torch.get_num_threads())
     out = compiled.outputs[0]
+    xn = x.cpu().numpy()
     return lambda: request.infer({0: xn})[out]
 
 

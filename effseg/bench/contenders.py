@@ -1,6 +1,7 @@
 """The backends `effseg bench` times: how each one turns (model, input) into a callable.
 
-Peers: eager PyTorch, torch.compile, ONNX Runtime on torch.onnx's own export.
+Peers: eager PyTorch, torch.compile, ONNX Runtime and OpenVINO (CPU, where it imports) on
+torch.onnx's own export.
 effseg: effseg.compile with each of its backends. A contender that cannot run raises;
 the benchmark turns that into a row with the reason.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-PEERS = ("eager", "torch.compile", "onnxruntime")
+PEERS = ("eager", "torch.compile", "onnxruntime", "openvino")
 EFFSEG = ("effseg.eager", "effseg.inductor", "effseg.onnxruntime", "effseg.tensorrt")
 ALL = PEERS + EFFSEG
 # The no-argument CPU run must finish in ~3 minutes on 2 cores. A cold inductor compile
@@ -65,8 +66,13 @@ def default_backends(device: str) -> tuple[str, ...]:
 
 
 def full_backends(device: str) -> tuple[str, ...]:
-    return tuple(b for b in ALL if b != "effseg.tensorrt"
-                 or (device.startswith("cuda") and _imports("tensorrt")))
+    def usable(b):
+        if b == "effseg.tensorrt":
+            return device.startswith("cuda") and _imports("tensorrt")
+        if b == "openvino":
+            return not device.startswith("cuda") and _imports("openvino")
+        return True
+    return tuple(b for b in ALL if usable(b))
 
 
 def _imports(name: str) -> bool:
@@ -161,9 +167,16 @@ def plain_copy(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
     return plain, n
 
 
+SCAN_PEER = ("torch.onnx.export has no translation for effseg's selective scan, and its plain-PyTorch "
+             "form is a Python loop over up to H*W steps that the exporter unrolls step by step (it ran "
+             "past the bench's 60 s setup limit on CM-UNet): not attempted")
+
+
 def _export_peer_or_plain(model, x, path: Path) -> str:
     """export_onnx_peer, and when effseg's custom ops stop it, the same again on
-    plain_copy(model)."""
+    plain_copy(model). A model with a selective scan is not attempted (SCAN_PEER)."""
+    if has_scan(model):
+        raise Unsupported(SCAN_PEER)
     try:
         return export_onnx_peer(model, x, path)
     except RuntimeError as exc:
@@ -245,6 +258,44 @@ def _ort_peer(ctx: Context) -> Runner:
     return Runner(lambda: sess.run(None, {name: xn})[0], info=info)
 
 
+def has_scan(model: torch.nn.Module) -> bool:
+    """Whether the model holds a selective scan (Mamba / SS2D), whose plain-PyTorch form is
+    a Python loop over up to H*W steps that torch.onnx unrolls step by step."""
+    from ..nn.mamba import Mamba
+    from ..nn.ss2d import SS2D
+
+    return any(isinstance(m, (Mamba, SS2D)) for m in model.modules())
+
+
+def openvino_model(path: Path, threads: int):
+    """OpenVINO's CPU plugin on an ONNX file: latency hint, f32 (no bf16/AMX down-casting,
+    so it computes what the other rows compute), `threads` inference threads. Returns
+    (compiled model, infer request)."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise Unsupported(f"openvino does not import ({exc}); pip install openvino") from None
+    compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                           "INFERENCE_NUM_THREADS": int(threads),
+                                                           "INFERENCE_PRECISION_HINT": "f32"})
+    return compiled, compiled.create_infer_request()
+
+
+def _openvino_peer(ctx: Context) -> Runner:
+    if ctx.device.startswith("cuda"):
+        raise Unsupported("the OpenVINO peer runs on CPU here (its GPU plugin is Intel's GPUs)")
+    if ctx.dtype != "fp32":
+        raise Unsupported(f"{ctx.dtype}: the OpenVINO peer runs the fp32 export")
+    with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
+        path = Path(tmp) / "peer.onnx"
+        how = _export_peer_or_plain(ctx.model, ctx.x, path)
+        compiled, request = openvino_model(path, ctx.threads)  # reads the file in: the folder may go
+    out = compiled.outputs[0]
+    xn = ctx.x.cpu().numpy()
+    return Runner(lambda: request.infer({0: xn})[out], info={"exporter": how, "precision": "f32"},
+                  torch_memory=False)
+
+
 def _follows_input(ctx: Context, path: Path) -> bool:
     """Raise unless the exported graph matches eager on an input it was not traced with.
 
@@ -305,6 +356,7 @@ BUILDERS: dict[str, Callable[[Context], Runner]] = {
     "eager": _eager,
     "torch.compile": _torch_compile,
     "onnxruntime": _ort_peer,
+    "openvino": _openvino_peer,
     **{f"effseg.{b}": _effseg(b) for b in ("eager", "inductor", "onnxruntime", "tensorrt")},
 }
 

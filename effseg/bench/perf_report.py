@@ -66,7 +66,9 @@ def _add(out: dict, data: dict, src: str) -> None:
     elif data.get("bench") == "models" and data.get("results"):
         out["zoo"][dev] = (data, src)
     elif data.get("bench") == "compile" and data.get("results"):
-        out["compile"][dev] = (data, src)
+        # --isa avx2 runs (compile-cpu-avx2.json) are a section of their own
+        capped = ((data.get("isa_caps") or {}).get("env") or {}).get("EFFSEG_SIMD")
+        out["compile"][(dev, capped)] = (data, src)
     elif data.get("bench") == "gpu_kernels" and data.get("kernels"):
         # bench/gpu_kernels.py (bench/gpu_check.sh's stage 2); the last file by name wins.
         out.setdefault("gpu_kernels", {})[dev] = (data, src)
@@ -200,9 +202,8 @@ def render(results_dir) -> str:
         out += ["### `effseg bench`", "",
                 ("No model-benchmark JSON is committed yet: `python bench/run_cpu_suite.py` "
                 "writes one (and `bash bench/gpu_check.sh` on a GPU machine)."), ""]
-    for dev in ("cpu", "gpu"):
-        if dev in src["compile"]:
-            out += _compile_section(dev, *src["compile"][dev])
+    for dev, capped in sorted(src["compile"], key=lambda k: (k[0], k[1] or "")):
+        out += _compile_section(dev, *src["compile"][(dev, capped)], capped=capped)
     for dev in ("cpu", "gpu"):
         if dev in src["zoo"]:
             res, path = src["zoo"][dev]
@@ -230,10 +231,13 @@ def render(results_dir) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _compile_section(dev, res, path) -> list[str]:
+def _compile_section(dev, res, path, capped=None) -> list[str]:
     """effseg.compile against its peers: best of each side, and whether the target held."""
     inp = res.get("input", {})
-    lines = [f"### effseg.compile vs peers, {dev.upper()} ({_machine(res)}; `{path}`)", "",
+    simd = ((res.get("machine") or {}).get("isa") or {}).get("simd")
+    where = dev.upper() + (f" {simd}" if simd and not capped else "") + (f", --isa {capped} (effseg, PyTorch and oneDNN capped; ONNX Runtime and "
+                           f"OpenVINO not)" if capped else "")
+    lines = [f"### effseg.compile vs peers, {where} ({_machine(res)}; `{path}`)", "",
              (f"{inp.get('height')}x{inp.get('width')}, batch {inp.get('batch')}, "
               f"{inp.get('dtype')}; target: {res.get('target', '')}. Only backends that passed "
               "the parity check count."), "",

@@ -56,3 +56,39 @@ def test_ort_peer_falls_back_to_the_plain_form(tmp_path):
     with torch.no_grad():
         want = net(x2)
     assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+
+
+def _ctx(model, x):
+    return C.Context(model=model, x=x, model_fp32=model, x_fp32=x, device="cpu", dtype="fp32", threads=1)
+
+
+def test_scan_models_get_no_onnx_peer_instead_of_a_60s_timeout():
+    import effseg
+
+    scan = effseg.create_model("cmunet-tiny", 3).eval()
+    plain = effseg.create_model("unetformer-dw", 3).eval()
+    assert C.has_scan(scan) and not C.has_scan(plain)
+    x = torch.randn(1, 3, 32, 32)
+    for name in ("onnxruntime", "openvino"):
+        with pytest.raises(C.Unsupported, match="selective scan"):
+            C.BUILDERS[name](_ctx(scan, x))
+
+
+def test_openvino_peer_matches_eager():
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install openvino)")
+    torch.manual_seed(0)
+    net = _Net().eval()
+    with torch.no_grad():
+        net.attn.gamma.fill_(0.5)
+    x = torch.randn(1, 3, 16, 16)
+    runner = C.BUILDERS["openvino"](_ctx(net, x))
+    got = torch.from_numpy(runner.call())
+    with torch.no_grad():
+        want = net(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+    assert "plain-PyTorch form" in runner.info["exporter"] and runner.info["precision"] == "f32"
+    with pytest.raises(C.Unsupported, match="fp16"):
+        C.BUILDERS["openvino"](C.Context(model=net, x=x, model_fp32=net, x_fp32=x, device="cpu", dtype="fp16",
+                                         threads=1))
+    assert "openvino" in C.full_backends("cpu") and "openvino" not in C.full_backends("cuda")

@@ -125,3 +125,21 @@ def test_compile_section(tmp_path):
     assert "| `a` | 100 | onnxruntime | 80 | inductor | 60 | 0.75x | met |" in text
     assert "| `b` | 100 | torch.compile | 90 | eager | 95 | 1.06x | missed |" in text
     assert "`b` torch.compile 2.0e-02; `b` inductor 2.0e-02" in text
+
+
+def test_compile_sections_native_and_isa_capped(tmp_path):
+    row = {"model": "m", "peers": {"eager": {"median_ms": 10.0}, "openvino": {"median_ms": 5.0}},
+           "effseg": {"onnxruntime": {"median_ms": 4.0}}, "ratio_best_effseg_to_best_peer": 0.8,
+           "target_met": True}
+    base = {"bench": "compile", "device": "cpu", "input": {"height": 64, "width": 64, "batch": 1},
+            "results": [row], "target": "best effseg backend <= 0.9x best peer"}
+    native = dict(base, machine={"processor": "X", "torch_threads": 2, "isa": {"simd": "avx512f"}})
+    capped = dict(base, machine={"processor": "X", "torch_threads": 2, "isa": {"simd": "avx2+fma"}},
+                  isa_caps={"env": {"EFFSEG_SIMD": "avx2", "ATEN_CPU_CAPABILITY": "avx2"}})
+    (tmp_path / "compile-cpu.json").write_text(json.dumps(native))
+    (tmp_path / "compile-cpu-avx2.json").write_text(json.dumps(capped))
+    text = render(tmp_path)
+    assert "### effseg.compile vs peers, CPU avx512f (X, 2 threads; `bench/results/compile-cpu.json`)" in text
+    assert "### effseg.compile vs peers, CPU, --isa avx2" in text and "compile-cpu-avx2.json" in text
+    assert text.index("compile-cpu.json") < text.index("compile-cpu-avx2.json")
+    assert text.count("| `m` | 10 | openvino | 5 | onnxruntime | 4 | 0.80x | met |") == 2

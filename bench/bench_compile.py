@@ -178,8 +178,17 @@ def main():
     args = prepare(p.parse_args())
     if args.quick:
         args.models, args.size, args.repeats = args.models[:1], 128, 3
-    rows = [bench_model(m, args.device, args.size, args.repeats) for m in args.models]
-    result = {"bench": "compile", "device": args.device, "machine": {**machine(args.device), "isa": _isa(),
+    rows = []
+    for m in args.models:
+        rows.append(bench_model(m, args.device, args.size, args.repeats))
+        # Written after every model: a run stopped part-way keeps the models it finished.
+        out = write_json(_result(args, rows), result_path(RESULTS, "compile", args))
+    print(json.dumps(_result(args, rows)["targets"], indent=2))
+    print(f"wrote {out}")
+
+
+def _result(args, rows) -> dict:
+    return {"bench": "compile", "device": args.device, "machine": {**machine(args.device), "isa": _isa(),
                                                                        "torch_cpu_capability":
                                                                            torch.backends.cpu.get_cpu_capability()},
               "isa_caps": isa_env(), "omp_wait": omp_wait(),
@@ -194,11 +203,9 @@ def main():
                           "opened to 0.5 so attention branches carry signal; "
                           f"torch threads {torch.get_num_threads()}, MALLOC_* thresholds raised"),
                   "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT, OpenVINO)",
+                  "models_planned": list(args.models),
                   "results": rows,
                   "targets": {r["model"]: r.get("target_met") for r in rows}}
-    out = write_json(result, result_path(RESULTS, "compile", args))
-    print(json.dumps(result["targets"], indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

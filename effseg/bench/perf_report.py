@@ -255,6 +255,11 @@ def _compile_section(dev, res, path, capped=None) -> list[str]:
             f"{_ms(peers[bp]['median_ms']) if bp else '—'} | {be or '—'} | "
             f"{_ms(eff[be]['median_ms']) if be else '—'} | "
             f"{'—' if ratio is None else f'{ratio:.2f}x'} | {met} |")
+    done = {r["model"] for r in res["results"]}
+    left = [m for m in res.get("models_planned", []) if m not in done]
+    if left:
+        lines += ["", "Planned but not measured (the run was stopped first): "
+                  + ", ".join(f"`{m}`" for m in left) + "."]
     off = [f"`{r['model']}` {k} {v['rel_err_vs_eager']:.1e}" for r in res["results"]
            for g in ("peers", "without_parity") for k, v in r.get(g, {}).items()
            if v.get("rel_err_vs_eager", 0) > 1e-4]

@@ -143,3 +143,6 @@ def test_compile_sections_native_and_isa_capped(tmp_path):
     assert "### effseg.compile vs peers, CPU, --isa avx2" in text and "compile-cpu-avx2.json" in text
     assert text.index("compile-cpu.json") < text.index("compile-cpu-avx2.json")
     assert text.count("| `m` | 10 | openvino | 5 | onnxruntime | 4 | 0.80x | met |") == 2
+    assert "not measured" not in text
+    (tmp_path / "compile-cpu.json").write_text(json.dumps(dict(native, models_planned=["m", "n2"])))
+    assert "Planned but not measured (the run was stopped first): `n2`." in render(tmp_path)

@@ -42,11 +42,14 @@ from effseg.models.registry import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = tuple(list_models())
-EFFSEG_BACKENDS = ("eager", "inductor", "onnxruntime")
+EFFSEG_BACKENDS = ("eager", "inductor", "onnxruntime", "openvino")
 TARGET = 0.9
 # Backends not attempted per model, with the reason (none at present: effseg's scan now
 # exports without unrolling, so CM-UNet's ONNX Runtime backend is measured again).
 EFFSEG_SKIP: dict = {}
+# The peer each effseg backend runs on (inductor: the freezing setting it uses).
+WRAPPED = {"eager": "eager", "inductor": "torch.compile(freezing)", "onnxruntime": "onnxruntime",
+           "openvino": "openvino"}
 def _export_plain(model, x, folder: Path) -> tuple[Path, str]:
     """torch.onnx's export of the same architecture and weights on plain PyTorch ops (the
     zoo model's effseg ops have no translation there), as a user without effseg has it."""
@@ -144,6 +147,9 @@ def bench_model(name, device, size, repeats):
                 cm = effseg.compile(model, example_input=x, backend=b, check=False)
                 return (lambda: cm(x)), {}
             timed(b, "without_parity", unchecked)
+    # "Never slower than what it wraps": each effseg backend over the peer it runs on.
+    row["ratio_to_wrapped"] = {b: row["effseg"][b]["median_ms"] / row["peers"][p]["median_ms"]
+                               for b, p in WRAPPED.items() if b in row["effseg"] and p in row["peers"]}
     best_peer = min((v["median_ms"] for v in row["peers"].values()), default=None)
     best_eff = min((v["median_ms"] for v in row["effseg"].values()), default=None)
     if best_peer and best_eff:
@@ -175,19 +181,43 @@ def main():
     p = common_parser(__doc__, "one model at 128x128, 3 repeats: a smoke run")
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other models' rows of an existing JSON from the same CPU, ISA cap and "
+                        "size (a long run done in parts); this run's models replace theirs")
     args = prepare(p.parse_args())
     if args.quick:
         args.models, args.size, args.repeats = args.models[:1], 128, 3
+    path = result_path(RESULTS, "compile", args)
+    kept = _kept_rows(path, args) if args.merge else []
     rows = []
     for m in args.models:
         rows.append(bench_model(m, args.device, args.size, args.repeats))
         # Written after every model: a run stopped part-way keeps the models it finished.
-        out = write_json(_result(args, rows), result_path(RESULTS, "compile", args))
+        out = write_json(_result(args, kept + rows, planned=[r["model"] for r in kept] + list(args.models)),
+                         path)
     print(json.dumps(_result(args, rows)["targets"], indent=2))
     print(f"wrote {out}")
 
 
-def _result(args, rows) -> dict:
+def _kept_rows(path: Path, args) -> list:
+    """Rows of `path` for models this run does not measure; an error where the file's
+    run cannot be joined with this one (another CPU, ISA cap, size or device)."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    here = _result(args, [])
+    mine = {"cpu": here["machine"].get("processor"), "isa_caps": here["isa_caps"], "input": here["input"],
+            "device": here["device"]}
+    theirs = {"cpu": (old.get("machine") or {}).get("processor"), "isa_caps": old.get("isa_caps"),
+              "input": old.get("input"), "device": old.get("device")}
+    if mine != theirs:
+        diff = sorted(k for k in mine if mine[k] != theirs[k])
+        raise SystemExit(f"--merge: {path} was measured with another {', '.join(diff)} "
+                         f"({[theirs[k] for k in diff]} vs {[mine[k] for k in diff]}); run without --merge")
+    return [r for r in old.get("results", []) if r["model"] not in args.models]
+
+
+def _result(args, rows, planned=None) -> dict:
     return {"bench": "compile", "device": args.device, "machine": {**machine(args.device), "isa": _isa(),
                                                                        "torch_cpu_capability":
                                                                            torch.backends.cpu.get_cpu_capability()},
@@ -203,7 +233,7 @@ def _result(args, rows) -> dict:
                           "opened to 0.5 so attention branches carry signal; "
                           f"torch threads {torch.get_num_threads()}, MALLOC_* thresholds raised"),
                   "target": f"best effseg backend <= {TARGET}x best peer (eager, torch.compile, ORT, OpenVINO)",
-                  "models_planned": list(args.models),
+                  "models_planned": list(planned if planned is not None else args.models),
                   "results": rows,
                   "targets": {r["model"]: r.get("target_met") for r in rows}}
 

@@ -577,11 +577,11 @@ def main(argv=None) -> int:
                    help="auto: a bundle's TensorRT engine when it runs here, else ONNX Runtime (a checkpoint is "
                         "exported to a temporary ONNX bundle); torch: a checkpoint MODEL's nn.Module through "
                         "effseg.compile (CUDA when available), same tiling and outputs")
-    p.add_argument("--compile-backend", default=None, choices=["eager", "inductor", "onnxruntime"],
+    p.add_argument("--compile-backend", default=None, choices=["eager", "inductor", "onnxruntime", "openvino"],
                    help="effseg.compile backend of --backend torch (default eager)")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime intra-op threads (--backend torch: torch's, process-wide, or ONNX "
-                        "Runtime's with --compile-backend onnxruntime)")
+                        "Runtime's / OpenVINO's with --compile-backend onnxruntime / openvino)")
     p.add_argument("--nonfinite", default="nodata", choices=["nodata", "error"],
                    help="NaN/Inf pixels: nodata (255; default) or error (that raster fails)")
     p.add_argument("--arch", default=None,

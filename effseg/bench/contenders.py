@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 PEERS = ("eager", "torch.compile", "onnxruntime", "openvino")
-EFFSEG = ("effseg.eager", "effseg.inductor", "effseg.onnxruntime", "effseg.tensorrt")
+EFFSEG = ("effseg.eager", "effseg.inductor", "effseg.onnxruntime", "effseg.openvino", "effseg.tensorrt")
 ALL = PEERS + EFFSEG
 # The no-argument CPU run must finish in ~3 minutes on 2 cores. A cold inductor compile
 # of one zoo net takes 30-60 s there (torch.compile and effseg.inductor alike), more than
@@ -69,7 +69,7 @@ def full_backends(device: str) -> tuple[str, ...]:
     def usable(b):
         if b == "effseg.tensorrt":
             return device.startswith("cuda") and _imports("tensorrt")
-        if b == "openvino":
+        if b in ("openvino", "effseg.openvino"):
             return not device.startswith("cuda") and _imports("openvino")
         return True
     return tuple(b for b in ALL if usable(b))
@@ -268,16 +268,16 @@ def has_scan(model: torch.nn.Module) -> bool:
 
 
 def openvino_model(path: Path, threads: int):
-    """OpenVINO's CPU plugin on an ONNX file: latency hint, f32 (no bf16/AMX down-casting,
-    so it computes what the other rows compute), `threads` inference threads. Returns
-    (compiled model, infer request)."""
+    """OpenVINO's CPU plugin on an ONNX file, set as effseg's openvino backend sets it
+    (effseg.runtime.sessions.openvino_model: latency hint, f32, `threads` threads).
+    Returns (compiled model, infer request)."""
     try:
-        import openvino as ov
+        import openvino  # noqa: F401
     except ImportError as exc:
         raise Unsupported(f"openvino does not import ({exc}); pip install openvino") from None
-    compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                           "INFERENCE_NUM_THREADS": int(threads),
-                                                           "INFERENCE_PRECISION_HINT": "f32"})
+    from ..runtime.sessions import openvino_model as compile_openvino
+
+    compiled = compile_openvino(Path(path), threads=threads)
     return compiled, compiled.create_infer_request()
 
 
@@ -335,7 +335,10 @@ def _effseg(backend: str):
         if ctx.dtype == "int8":
             raise Unsupported("int8: effseg.compile takes float32, float16 or bfloat16 "
                               "(no int8 calibration yet)")
-        options = {"intra_op_num_threads": ctx.threads} if backend == "onnxruntime" else {}
+        if backend == "openvino" and (ctx.device.startswith("cuda") or ctx.dtype != "fp32"):
+            raise Unsupported("effseg.openvino runs fp32 on the CPU (OpenVINO's CPU plugin)")
+        options = {"onnxruntime": {"intra_op_num_threads": ctx.threads},
+                   "openvino": {"inference_num_threads": ctx.threads}}.get(backend, {})
         if backend == "inductor":
             torch._dynamo.reset()
         # check=False: the benchmark measures parity against eager itself and reports it
@@ -357,7 +360,7 @@ BUILDERS: dict[str, Callable[[Context], Runner]] = {
     "torch.compile": _torch_compile,
     "onnxruntime": _ort_peer,
     "openvino": _openvino_peer,
-    **{f"effseg.{b}": _effseg(b) for b in ("eager", "inductor", "onnxruntime", "tensorrt")},
+    **{f"effseg.{b}": _effseg(b) for b in ("eager", "inductor", "onnxruntime", "openvino", "tensorrt")},
 }
 
 
@@ -398,6 +401,12 @@ def deadline(seconds: float | None):
 
     def on_alarm(signum, frame):
         raise SetupTimeout(f"setup took over {seconds:g} s")
+
+    # The alarm's handler runs on the thread's signal stack: make it one that is alive
+    # (an OpenVINO row before may have left a released one in place).
+    from ..runtime.signal_stack import keep_signal_stack
+
+    keep_signal_stack()
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)

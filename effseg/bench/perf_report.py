@@ -231,6 +231,16 @@ def render(results_dir) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _worst_wrapped(row: dict) -> str:
+    """The effseg backend slowest against the peer it runs on ("never slower than what it
+    wraps"); older results without the figure show a dash."""
+    w = row.get("ratio_to_wrapped") or {}
+    if not w:
+        return "—"
+    b = max(w, key=w.get)
+    return f"{b} {w[b]:.2f}x"
+
+
 def _compile_section(dev, res, path, capped=None) -> list[str]:
     """effseg.compile against its peers: best of each side, and whether the target held."""
     inp = res.get("input", {})
@@ -241,8 +251,8 @@ def _compile_section(dev, res, path, capped=None) -> list[str]:
              (f"{inp.get('height')}x{inp.get('width')}, batch {inp.get('batch')}, "
               f"{inp.get('dtype')}; target: {res.get('target', '')}. Only backends that passed "
               "the parity check count."), "",
-             "| model | eager ms | best peer | ms | best effseg | ms | ratio | target |",
-             "|---|---:|---|---:|---|---:|---:|---|"]
+             "| model | eager ms | best peer | ms | best effseg | ms | ratio | target | effseg.X / X, worst |",
+             "|---|---:|---|---:|---|---:|---:|---|---|"]
     for r in res["results"]:
         peers, eff = r.get("peers", {}), r.get("effseg", {})
         bp = min(peers, key=lambda k: peers[k]["median_ms"], default=None)
@@ -254,7 +264,7 @@ def _compile_section(dev, res, path, capped=None) -> list[str]:
             f"| `{r['model']}` | {_ms(eager)} | {bp or '—'} | "
             f"{_ms(peers[bp]['median_ms']) if bp else '—'} | {be or '—'} | "
             f"{_ms(eff[be]['median_ms']) if be else '—'} | "
-            f"{'—' if ratio is None else f'{ratio:.2f}x'} | {met} |")
+            f"{'—' if ratio is None else f'{ratio:.2f}x'} | {met} | {_worst_wrapped(r)} |")
     done = {r["model"] for r in res["results"]}
     left = [m for m in res.get("models_planned", []) if m not in done]
     if left:

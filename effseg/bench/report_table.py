@@ -115,7 +115,7 @@ def plot(result: dict, path) -> Path:
 
 # effseg.X wraps peer X: "never slower than what it wraps" is checked against that row.
 WRAPS = {"effseg.eager": "eager", "effseg.inductor": "torch.compile", "effseg.onnxruntime": "onnxruntime",
-         "effseg.tensorrt": "onnxruntime"}
+         "effseg.openvino": "openvino", "effseg.tensorrt": "onnxruntime"}
 # Below this ratio a loss is called one; under it, medians of a few calls on a shared CPU
 # differ by that much between identical runs.
 LOSS_MARGIN = 0.97

@@ -300,19 +300,21 @@ def compile(model: torch.nn.Module, *, example_input: torch.Tensor | None = None
 
     backend: "eager" (effseg's graph passes, run by PyTorch), "inductor" (the passes,
     then torch.compile), "onnxruntime" (effseg.export.export_onnx, an ORT session with
-    bound I/O), "tensorrt" (needs TensorRT), or "auto": on CUDA "inductor"; on CPU
+    bound I/O), "openvino" (the same export on OpenVINO's CPU plugin, f32; needs openvino),
+    "tensorrt" (needs TensorRT), or "auto": on CUDA "inductor"; on CPU
     "onnxruntime" when onnxruntime imports (fastest on the zoo anchors in ARCHITECTURE.md),
     else "eager". trial=True makes auto time the usable backends on the example instead.
     dynamic=True asks torch.export for symbolic batch/H/W (default: one graph per shape).
     max_shapes (default 8) bounds the graphs kept: the least recently used is dropped
     (and captured again if its shape comes back).
     Other keyword options go to the backend (inductor: mode, options, fullgraph;
-    onnxruntime: reuse_outputs, opset, intra_op_num_threads, graph_optimization_level).
+    onnxruntime: reuse_outputs, opset, intra_op_num_threads, graph_optimization_level;
+    openvino: reuse_outputs, opset, inference_num_threads, precision "f32"/"bf16"/"f16").
     reuse_outputs=True (onnxruntime) returns the same per-thread output buffer on every
     call: the tensor is overwritten by that thread's next call; for single-threaded loops.
 
-    autotune (backends "eager" and "onnxruntime"): for each input shape, effseg's
-    rewritten graph, the plain model ("eager": the unchanged module; "onnxruntime": the
+    autotune (backends "eager", "onnxruntime", "openvino"): for each input shape, effseg's
+    rewritten graph, the plain model ("eager": the unchanged module; otherwise the
     captured graph exported with no pass) and the graph without each op-swapping pass are
     built and timed side by side (a few seconds), and the fastest is kept; the decision is
     stored on disk under $EFFSEG_CACHE/autotune (default ~/.cache/effseg/autotune), keyed

@@ -14,7 +14,7 @@ import torch
 from .backends import BACKENDS, USABLE
 from .capture import capture
 
-CANDIDATES = {"cpu": ("eager", "inductor", "onnxruntime"), "cuda": ("eager", "inductor", "onnxruntime")}
+CANDIDATES = {"cpu": ("eager", "inductor", "onnxruntime", "openvino"), "cuda": ("eager", "inductor", "onnxruntime")}
 
 
 def _default(device) -> tuple[str, str]:

@@ -5,8 +5,8 @@ and lose on another (an AVX-512 VM and an AVX2 one have disagreed), so whether t
 them is not assumed. For one input shape, the candidates are:
 
   effseg              every pass (what effseg.compile did before autotune)
-  plain               none: eager runs the unchanged model; onnxruntime runs the export of
-                      the captured graph with no pass applied (the plain export of the model)
+  plain               none: eager runs the unchanged model; onnxruntime and openvino run
+                      the export of the captured graph with no pass applied (the plain export)
   without <pass>      every pass but one that swapped ops in this graph
 
 Each is built, checked against the reference (check=True), then all are timed in
@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 
 ENV = "EFFSEG_AUTOTUNE"
-TUNED_BACKENDS = ("eager", "onnxruntime")
+TUNED_BACKENDS = ("eager", "onnxruntime", "openvino")
 _OFF = ("0", "off", "false", "no")
 _ON = ("", "1", "on", "true", "yes")
 

@@ -60,6 +60,12 @@ def tune_key(gm, x: torch.Tensor, backend: str, options: dict, device, dynamic: 
         import onnxruntime
 
         mach["onnxruntime"] = onnxruntime.__version__
+    elif backend == "openvino":
+        opts.setdefault("inference_num_threads", torch.get_num_threads())
+        opts.setdefault("precision", "f32")
+        import openvino
+
+        mach["openvino"] = openvino.__version__
     return {"schema": SCHEMA, "machine": mach, "graph": graph_digest(gm),
             "input_shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", ""),
             "device": str(device), "backend": backend, "options": opts, "dynamic": bool(dynamic)}

@@ -20,7 +20,7 @@ from ..runtime.predictor import PredictorBase
 
 # effseg.compile's backends that make sense for predict; tensorrt runs through a bundle's
 # engine (--backend tensorrt) instead.
-COMPILE_BACKENDS = ("eager", "inductor", "onnxruntime")
+COMPILE_BACKENDS = ("eager", "inductor", "onnxruntime", "openvino")
 DEFAULT_COMPILE_BACKEND = "eager"
 
 
@@ -43,6 +43,8 @@ class TorchModel:
         if threads is not None:
             if backend == "onnxruntime":
                 options["intra_op_num_threads"] = threads
+            elif backend == "openvino":
+                options["inference_num_threads"] = threads
             else:
                 # eager and inductor run on torch's intra-op pool, a process-wide setting.
                 torch.set_num_threads(threads)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .signal_stack import keep_signal_stack
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 SPINNING_ENV = "EFFSEG_ORT_SPINNING"
@@ -102,3 +104,33 @@ def ort_session(model, *, device: str = "cpu", providers=None, threads: int | No
     elif isinstance(model, Path):
         model = str(model)
     return ort.InferenceSession(model, so, providers=providers_for(device, providers))
+
+
+OPENVINO_PRECISIONS = ("f32", "bf16", "f16")
+
+
+def openvino_model(model, *, threads: int | None = None, precision: str = "f32"):
+    """OpenVINO's CPU plugin on an ONNX model (a path, or an onnx ModelProto): the latency
+    hint, `threads` inference threads (None: OpenVINO's default). precision "f32" (the
+    default) keeps the plugin from down-casting to bf16 on CPUs with AMX/AVX512-BF16, so it
+    computes what PyTorch and ORT compute. Returns the compiled model."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise RuntimeError(f"openvino is not installed ({exc}): pip install openvino") from None
+    if precision not in OPENVINO_PRECISIONS:
+        raise ValueError(f"precision must be one of {list(OPENVINO_PRECISIONS)}, got {precision!r}")
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    if threads is not None:
+        if isinstance(threads, bool) or int(threads) < 0:
+            raise ValueError(f"threads must be >= 0 (0: OpenVINO's default), got {threads!r}")
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    core = ov.Core()
+    if hasattr(model, "SerializeToString"):
+        # read_model takes an ONNX model's bytes; weights inside the proto come with them.
+        model = core.read_model(model.SerializeToString(), b"")
+    elif isinstance(model, Path):
+        model = str(model)
+    compiled = core.compile_model(model, "CPU", config)
+    keep_signal_stack()  # the plugin may leave this thread on a signal stack it later frees
+    return compiled

@@ -116,14 +116,14 @@ def test_compile_section(tmp_path):
             "results": [
                 {"model": "a", "peers": {"eager": c(100.0), "onnxruntime": c(80.0)},
                  "effseg": {"inductor": c(60.0)}, "ratio_best_effseg_to_best_peer": 0.75,
-                 "target_met": True},
+                 "target_met": True, "ratio_to_wrapped": {"onnxruntime": 0.98, "openvino": 1.04}},
                 {"model": "b", "peers": {"eager": c(100.0), "torch.compile": c(90.0, 2e-2)},
                  "effseg": {"eager": c(95.0)}, "without_parity": {"inductor": c(70.0, 2e-2)},
                  "ratio_best_effseg_to_best_peer": 95 / 90, "target_met": False}]}
     (tmp_path / "compile-cpu.json").write_text(_json.dumps(data))
     text = render(tmp_path)
-    assert "| `a` | 100 | onnxruntime | 80 | inductor | 60 | 0.75x | met |" in text
-    assert "| `b` | 100 | torch.compile | 90 | eager | 95 | 1.06x | missed |" in text
+    assert "| `a` | 100 | onnxruntime | 80 | inductor | 60 | 0.75x | met | openvino 1.04x |" in text
+    assert "| `b` | 100 | torch.compile | 90 | eager | 95 | 1.06x | missed | — |" in text
     assert "`b` torch.compile 2.0e-02; `b` inductor 2.0e-02" in text
 
 

@@ -5,12 +5,13 @@ runs it and returns what the model returns.
 """
 from __future__ import annotations
 
-from . import eager, inductor, onnxruntime, tensorrt
+from . import eager, inductor, onnxruntime, openvino, tensorrt
 
 BACKENDS = {
     "eager": eager.build,
     "inductor": inductor.build,
     "onnxruntime": onnxruntime.build,
+    "openvino": openvino.build,
     "tensorrt": tensorrt.build,
 }
 
@@ -18,6 +19,7 @@ USABLE = {
     "eager": eager.usable,
     "inductor": inductor.usable,
     "onnxruntime": onnxruntime.usable,
+    "openvino": openvino.usable,
     "tensorrt": tensorrt.usable,
 }
 

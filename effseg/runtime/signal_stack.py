@@ -64,7 +64,5 @@ def keep_signal_stack() -> bool:
         if buf is None or ctypes.sizeof(buf) < size:
             buf = _stacks[ident] = ctypes.create_string_buffer(size)
     s = _StackT(ctypes.cast(buf, ctypes.c_void_p), 0, ctypes.sizeof(buf))
-    if libc.sigaltstack(ctypes.byref(s), None) != 0:
-        # EPERM: a signal handler is running on the current alternate stack right now.
-        return False
-    return True
+    # Non-zero (EPERM): a signal handler is running on the current alternate stack right now.
+    return libc.sigaltstack(ctypes.byref(s), None) == 0

@@ -11,12 +11,12 @@ from compile_cases import NETS, seeded
 
 pytest.importorskip("openvino", reason="openvino is not installed (pip install openvino; in the dev extra)")
 
-import effseg  # noqa: E402
-from effseg.compile import Tuner  # noqa: E402
-from effseg.compile.backends import USABLE  # noqa: E402
-from effseg.compile.capture import capture  # noqa: E402
-from effseg.compile.tune_key import digest, tune_key  # noqa: E402
-from effseg.runtime.sessions import openvino_model  # noqa: E402
+import effseg
+from effseg.compile import Tuner
+from effseg.compile.backends import USABLE
+from effseg.compile.capture import capture
+from effseg.compile.tune_key import digest, tune_key
+from effseg.runtime.sessions import openvino_model
 
 TOL = 1e-4  # effseg's fp32 parity threshold, x output scale
 

@@ -261,10 +261,9 @@ def _ort_peer(ctx: Context) -> Runner:
 def has_scan(model: torch.nn.Module) -> bool:
     """Whether the model holds a selective scan (Mamba / SS2D), whose plain-PyTorch form is
     a Python loop over up to H*W steps that torch.onnx unrolls step by step."""
-    from ..nn.mamba import Mamba
-    from ..nn.ss2d import SS2D
+    from ..compile.auto import has_scan as holds_scan
 
-    return any(isinstance(m, (Mamba, SS2D)) for m in model.modules())
+    return holds_scan(model)
 
 
 def openvino_model(path: Path, threads: int):

@@ -2,7 +2,10 @@
 
 Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
 anchors in ARCHITECTURE.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
-in seconds rather than minutes), else "eager".
+in seconds rather than minutes), else "eager"; but a CPU model with a selective scan
+(Mamba, SS2D) -> "eager": the scan's ONNX form is standard ops that ORT and OpenVINO run
+8-18x slower than effseg's C++ scan (CM-UNet 512^2: 3650 ms in ORT, 1628 ms in OpenVINO,
+201 ms eager; bench/results/compile-cpu.json).
 trial=True: build every usable candidate on the example and keep the fastest median.
 """
 from __future__ import annotations
@@ -17,12 +20,22 @@ from .capture import capture
 CANDIDATES = {"cpu": ("eager", "inductor", "onnxruntime", "openvino"), "cuda": ("eager", "inductor", "onnxruntime")}
 
 
-def _default(device) -> tuple[str, str]:
+def has_scan(model) -> bool:
+    from ..nn.mamba import Mamba
+    from ..nn.ss2d import SS2D
+
+    return any(isinstance(m, (Mamba, SS2D)) for m in model.modules())
+
+
+def _default(device, model=None) -> tuple[str, str]:
     if device.type == "cuda":
         ok, _ = USABLE["inductor"](device)
         if ok:
             return "inductor", "default for CUDA"
         return "eager", "default for CUDA without triton"
+    if model is not None and has_scan(model):
+        return "eager", ("default for a CPU model with a selective scan: effseg's C++ scan in "
+                         "PyTorch, not the scan's ONNX form")
     ok, why = USABLE["onnxruntime"](device)
     if ok:
         return "onnxruntime", "default for CPU"
@@ -31,7 +44,7 @@ def _default(device) -> tuple[str, str]:
 
 def choose(model, x, device, trial: bool) -> tuple[str, dict]:
     if not trial:
-        name, why = _default(device)
+        name, why = _default(device, model)
         return name, {"chosen": name, "reason": why, "trial": None}
     from .._timing import median_ms
 
@@ -46,7 +59,7 @@ def choose(model, x, device, trial: bool) -> tuple[str, dict]:
         # when PyTorch runs the graph).
         cap = capture(model, x, device, backend=name)
         if cap.gm is None:
-            name, why = _default(device)
+            name, why = _default(device, model)
             return name, {"chosen": name, "reason": f"{why}; trial skipped: capture failed",
                           "trial": None}
         try:

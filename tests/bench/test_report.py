@@ -117,14 +117,19 @@ def test_compile_section(tmp_path):
                 {"model": "a", "peers": {"eager": c(100.0), "onnxruntime": c(80.0)},
                  "effseg": {"inductor": c(60.0)}, "ratio_best_effseg_to_best_peer": 0.75,
                  "target_met": True, "ratio_to_wrapped": {"onnxruntime": 0.98, "openvino": 1.04}},
-                {"model": "b", "peers": {"eager": c(100.0), "torch.compile": c(90.0, 2e-2)},
+                {"model": "b", "peers": {"eager": c(100.0), "torch.compile": c(90.0, 2e-4),
+                                         "openvino": c(50.0, 3e-2), "onnxruntime": c(70.0, float("nan"))},
+                 "peers_off_by_more_than_tol": ["onnxruntime", "openvino"],
                  "effseg": {"eager": c(95.0)}, "without_parity": {"inductor": c(70.0, 2e-2)},
                  "ratio_best_effseg_to_best_peer": 95 / 90, "target_met": False}]}
     (tmp_path / "compile-cpu.json").write_text(_json.dumps(data))
     text = render(tmp_path)
     assert "| `a` | 100 | onnxruntime | 80 | inductor | 60 | 0.75x | met | openvino 1.04x |" in text
     assert "| `b` | 100 | torch.compile | 90 | eager | 95 | 1.06x | missed | — |" in text
-    assert "`b` torch.compile 2.0e-02; `b` inductor 2.0e-02" in text
+    assert ("`b` torch.compile 2.0e-04; `b` openvino 3.0e-02; `b` onnxruntime nan; "
+            "`b` effseg.inductor (unchecked) 2.0e-02") in text
+    assert "not the target's yardstick (they compute something else): `b` onnxruntime (70 ms); `b` openvino (50 ms)." in text
+    assert "`b` onnxruntime nan" in text  # a NaN output is listed, not passed over
 
 
 def test_compile_sections_native_and_isa_capped(tmp_path):

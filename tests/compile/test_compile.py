@@ -90,6 +90,32 @@ def test_compile_leaves_model_untouched():
         assert torch.equal(v, before[k]), k
 
 
+class _ScanNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from effseg.nn.ss2d import SS2D
+
+        self.inp = torch.nn.Conv2d(3, 8, 1)
+        self.ss2d = SS2D(8, d_state=4)
+        self.out = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        y = self.ss2d(self.inp(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.out(y)
+
+
+def test_auto_on_cpu_keeps_a_scan_model_off_onnx():
+    """The scan's ONNX form runs 8-18x slower in ORT than effseg's C++ scan: auto's CPU
+    default for a model with one is eager."""
+    model = seeded(_ScanNet())
+    cm = effseg.compile(model, input_shape=(1, 3, 6, 5))
+    auto = cm.report()["auto"]
+    assert cm.backend == "eager" and auto["chosen"] == "eager" and "selective scan" in auto["reason"]
+    x = _x(1, 3, 6, 5)
+    with torch.no_grad():
+        _close(cm(x), model(x))
+
+
 def test_auto_default_and_trial():
     model = seeded(NETS["depthwise"]())
     cm = effseg.compile(model, input_shape=(1, 3, 8, 8))

@@ -88,3 +88,11 @@ def test_rescore_updates_a_result_in_place(bc, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"bench": "train"}))
     with pytest.raises(SystemExit, match="not a bench_compile result"):
         bc.rescore(tmp_path / "other.json")
+
+
+def test_inductor_is_not_run_under_the_onednn_cap(bc, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert bc._inductor_off() == ""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    why = bc._inductor_off()
+    assert why.startswith("not run: ONEDNN_MAX_CPU_ISA=AVX2") and "Inductor" in why

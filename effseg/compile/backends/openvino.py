@@ -47,11 +47,13 @@ class OpenVinoRunner:
         self.reuse_outputs = reuse_outputs
         self._local = threading.local()
 
-    def _request(self):
-        state = getattr(self._local, "state", None)
-        if state is None:
-            state = self._local.state = [self.compiled.create_infer_request(), None]
-        return state
+    def _thread_state(self):
+        """This thread's infer request, its reused outputs (reuse_outputs) and whether it
+        has run once."""
+        local = self._local
+        if not hasattr(local, "request"):
+            local.request, local.outs, local.ran = self.compiled.create_infer_request(), None, False
+        return local
 
     def _bind_outputs(self, request):
         outs = [torch.empty(shape, dtype=dtype) for shape, dtype in self.out_like]
@@ -60,28 +62,27 @@ class OpenVinoRunner:
         return outs
 
     def __call__(self, x: torch.Tensor):
-        state = self._request()
-        request = state[0]
-        if self.reuse_outputs:
-            if state[1] is None:
-                state[1] = self._bind_outputs(request)
-            outs = state[1]
+        local = self._thread_state()
+        if not self.reuse_outputs:
+            outs = self._bind_outputs(local.request)
         else:
-            outs = self._bind_outputs(request)
-        request.set_input_tensor(0, self._ov.Tensor(x.detach().contiguous().numpy(), shared_memory=True))
-        request.infer()
-        if len(state) == 2:
+            if local.outs is None:
+                local.outs = self._bind_outputs(local.request)
+            outs = local.outs
+        local.request.set_input_tensor(0, self._ov.Tensor(x.detach().contiguous().numpy(), shared_memory=True))
+        local.request.infer()
+        if not local.ran:
             # A thread's first inference can initialise AMX on it, signal stack included
             # (see effseg.runtime.signal_stack).
             keep_signal_stack()
-            state.append(True)
+            local.ran = True
         return tree_unflatten(list(outs), self.out_spec)
 
 
 def build(gm, example, *, device, options):
     check_options("openvino", options, _KEYS)
     precision = options.get("precision", "f32")
-    if precision not in OPENVINO_PRECISIONS:
+    if precision not in OPENVINO_PRECISIONS:  # before the export, which takes seconds
         raise ValueError(f"backend 'openvino' option precision must be one of {list(OPENVINO_PRECISIONS)}, "
                          f"got {precision!r}")
     with tempfile.TemporaryDirectory() as tmp:

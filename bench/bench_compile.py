@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 import effseg
-from effseg._timing import machine, median_ms
+from effseg._timing import machine
 from effseg.bench.contenders import (
     SCAN_PEER,
     export_onnx_peer,
@@ -39,6 +40,7 @@ from effseg.bench.script import (
     result_path,
     write_json,
 )
+from effseg.compile.autotune import interleaved
 from effseg.models.registry import list_models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,6 +82,10 @@ def _openvino_peer(path: Path, x, device):
     return lambda: request.infer({0: xn})[out]
 
 
+ROUND_BUDGET_S = 30.0  # per model, past the minimum rounds (manet's ~0.5 s calls x 9 contenders)
+MAX_ROUNDS = 15
+
+
 def bench_model(name, device, size, repeats):
     model = effseg.create_model(name, 6).eval().to(device)
     open_gates(model)
@@ -87,14 +93,14 @@ def bench_model(name, device, size, repeats):
     row = {"model": name, "peers": {}, "effseg": {}, "errors": {}, "without_parity": {}}
     with torch.no_grad():
         want = model(x)
+    fns = {}  # (group, label) -> the warmed call; all are timed together below
 
-    def timed(label, group, build):
+    def built(label, group, build):
         t0 = time.perf_counter()
         try:
             fn, extra = build()
             with torch.no_grad():
                 got = fn()
-                t = median_ms(fn, device, repeats=repeats)
         except Exception as exc:  # noqa: BLE001  a failing contender is recorded, not fatal
             row["errors"][label] = f"{type(exc).__name__}: {exc}"[:400]
             return
@@ -104,22 +110,22 @@ def bench_model(name, device, size, repeats):
             got = got[0]
         got = torch.as_tensor(got).to(want.device, want.dtype)
         extra = {"rel_err_vs_eager": float((got - want).abs().max() / want.abs().max()), **extra}
-        row[group][label] = {**t, "setup_s": round(time.perf_counter() - t0, 2), **extra}
-        print(f"  {name} {group}/{label}: {t['median_ms']:.1f} ms", flush=True)
+        row[group][label] = {"setup_s": round(time.perf_counter() - t0, 2), **extra}
+        fns[(group, label)] = fn
 
-    timed("eager", "peers", lambda: ((lambda: model(x)), {}))
+    built("eager", "peers", lambda: ((lambda: model(x)), {}))
     inductor_off = _inductor_off()
     if inductor_off:
         for label in ("torch.compile", "torch.compile(freezing)"):
             row["errors"][label] = inductor_off
     else:
-        timed("torch.compile", "peers", lambda: (_warm(torch.compile(model), x), {}))
-        torch._dynamo.reset()
+        # Both kept alive beside effseg's inductor backend: Dynamo keeps one cache entry
+        # per compile call (its backend is part of the guard), none recompiles later.
+        built("torch.compile", "peers", lambda: (_warm(torch.compile(model), x), {}))
         # The same Inductor setting effseg's inductor backend uses, so its passes are what
         # the comparison measures, not one flag.
-        timed("torch.compile(freezing)", "peers",
+        built("torch.compile(freezing)", "peers",
               lambda: (_warm(torch.compile(model, options={"freezing": True}), x), {}))
-        torch._dynamo.reset()
 
     with tempfile.TemporaryDirectory(prefix="effseg-bench-") as tmp:
         exported = {}
@@ -139,24 +145,51 @@ def bench_model(name, device, size, repeats):
             path, info = onnx_file()
             return make(path, x, device), info
 
-        timed("onnxruntime", "peers", lambda: peer(_ort_peer))
-        timed("openvino", "peers", lambda: peer(_openvino_peer))
-    skip = {**EFFSEG_SKIP.get(name, {}), **({"inductor": inductor_off} if inductor_off else {})}
-    for b in EFFSEG_BACKENDS:
-        def eff(b=b):
-            if b in skip:
-                raise RuntimeError(skip[b])
-            cm = effseg.compile(model, example_input=x, backend=b)
-            return (lambda: cm(x)), {"parity_rel_err": cm.report()["parity"]["rel_err"],
-                                     "passes": cm.report()["passes"]}
-        timed(b, "effseg", eff)
-        if b in row["errors"] and "ParityError" in row["errors"][b]:
-            # Timed once more with check=False, reported apart: it does not count.
-            def unchecked(b=b):
-                cm = effseg.compile(model, example_input=x, backend=b, check=False)
-                return (lambda: cm(x)), {}
-            timed(b, "without_parity", unchecked)
+        built("onnxruntime", "peers", lambda: peer(_ort_peer))
+        built("openvino", "peers", lambda: peer(_openvino_peer))
+        skip = {**EFFSEG_SKIP.get(name, {}), **({"inductor": inductor_off} if inductor_off else {})}
+        for b in EFFSEG_BACKENDS:
+            def eff(b=b):
+                if b in skip:
+                    raise RuntimeError(skip[b])
+                cm = effseg.compile(model, example_input=x, backend=b)
+                return (lambda: cm(x)), {"parity_rel_err": cm.report()["parity"]["rel_err"],
+                                         "passes": cm.report()["passes"]}
+            built(b, "effseg", eff)
+            if b in row["errors"] and "ParityError" in row["errors"][b]:
+                # Timed once more with check=False, reported apart: it does not count.
+                def unchecked(b=b):
+                    cm = effseg.compile(model, example_input=x, backend=b, check=False)
+                    return (lambda: cm(x)), {}
+                built(b, "without_parity", unchecked)
+        _time_together(row, fns, device, repeats)
+    print("  " + "  ".join(f"{g}/{lab} {row[g][lab]['median_ms']:.1f}" for g, lab in fns), flush=True)
+    fns.clear()
+    torch._dynamo.reset()
     return score(row)
+
+
+def _time_together(row, fns, device, repeats) -> None:
+    """Every contender of the model timed in the same rounds (autotune's interleaving: two
+    calls each, the second timed, the order reversed every other round), so a drift of
+    the machine over the minutes a model takes falls on all of them alike instead of on
+    whichever was timed last: "effseg.X / X" is read from neighbouring calls."""
+    calls = {key: _synced(fn, device) for key, fn in fns.items()}
+    with torch.no_grad():
+        samples = interleaved(calls, ROUND_BUDGET_S, min_rounds=repeats, max_rounds=max(repeats, MAX_ROUNDS))
+    for (group, label), ms in samples.items():
+        row[group][label].update({"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+                                  "repeats": len(ms)})
+
+
+def _synced(fn, device):
+    if not str(device).startswith("cuda"):
+        return fn
+
+    def call():
+        fn()
+        torch.cuda.synchronize()
+    return call
 
 
 def score(row: dict) -> dict:
@@ -275,8 +308,10 @@ def _result(args, rows, planned=None) -> dict:
                                                                            torch.backends.cpu.get_cpu_capability()},
               "isa_caps": isa_env(), "omp_wait": omp_wait(),
                   "input": {"batch": 1, "channels": 3, "height": args.size, "width": args.size, "dtype": "float32"},
-                  "method": ("medians via effseg._timing.median_ms after warm-up, all contenders "
-                          "of a model in one process; effseg backends compiled with check=True "
+                  "method": ("all contenders of a model built and warmed first, then timed in the same "
+                          "interleaved rounds (effseg.compile.autotune.interleaved: two calls each per round, the "
+                          "second timed, order reversed every other round; median over rounds); "
+                          "effseg backends compiled with check=True "
                           "(autotuned: each pass kept only where it measured faster here); "
                           "eager and torch.compile peers run the zoo model (effseg's kernels inside, "
                           "the stronger peer); the ORT and OpenVINO peers run torch.onnx's export of the same "

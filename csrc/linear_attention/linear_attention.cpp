@@ -1,7 +1,8 @@
 // Linear attention, CPU kernel entry points: argument checks, thread count and the choice
 // of instruction set. The kernels themselves are in linear_attention_impl.h, compiled
-// here twice: for the x86-64 / aarch64 baseline (16-byte vectors) and, on x86-64, for
-// AVX2 + FMA (32-byte vectors), picked at run time, so the build needs no -march flag.
+// here for the x86-64 / aarch64 baseline (16-byte vectors) and, on x86-64, for AVX2 + FMA
+// (32-byte vectors) and AVX-512 (64-byte), picked at run time, so the build needs no
+// -march flag.
 #include "linear_attention/linear_attention.h"
 
 #include <algorithm>
@@ -62,6 +63,34 @@ namespace avx2 {
 #else
 #pragma GCC pop_options
 #endif
+
+// AVX-512: twice the lanes per FMA of AVX2 for the GEMMs, which is what the PyTorch peer's
+// BLAS runs on such a CPU.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#endif
+namespace avx512 {
+#define LA_VBYTES 64
+#include "linear_attention/linear_attention_impl.h"
+#undef LA_VBYTES
+}  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+// The widest build this CPU (and EFFSEG_SIMD) allows. Vectors of 16 floats pad Ck up to a
+// multiple of 16 in the summary GEMM, so Ck below 16 stays on AVX2 (8 would double its work).
+enum class Path { Base, AVX2, AVX512 };
+Path path_for(int64_t Ck, size_t elem) {
+  if (isa() >= Isa::AVX512 && Ck * int64_t(elem) >= 64) return Path::AVX512;
+  if (use_avx2()) return Path::AVX2;
+  return Path::Base;
+}
 #endif
 
 // The team (all threads on a quiet machine), unless the call is too small to pay for waking them.
@@ -107,7 +136,11 @@ void forward<float>(const FwdArgs<float>& a) {
   validate_fwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
 #if defined(EFFSEG_X86_DISPATCH)
-  if (use_avx2()) return avx2::forward_f32(a, nth);
+  switch (path_for(a.Ck, sizeof(float))) {
+    case Path::AVX512: return avx512::forward_f32(a, nth);
+    case Path::AVX2: return avx2::forward_f32(a, nth);
+    default: break;
+  }
 #endif
   base::forward_f32(a, nth);
 }
@@ -117,7 +150,11 @@ void forward<double>(const FwdArgs<double>& a) {
   validate_fwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
 #if defined(EFFSEG_X86_DISPATCH)
-  if (use_avx2()) return avx2::forward_f64(a, nth);
+  switch (path_for(a.Ck, sizeof(double))) {
+    case Path::AVX512: return avx512::forward_f64(a, nth);
+    case Path::AVX2: return avx2::forward_f64(a, nth);
+    default: break;
+  }
 #endif
   base::forward_f64(a, nth);
 }
@@ -127,7 +164,11 @@ void backward<float>(const BwdArgs<float>& a) {
   validate_bwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
 #if defined(EFFSEG_X86_DISPATCH)
-  if (use_avx2()) return avx2::backward_f32(a, nth);
+  switch (path_for(a.Ck, sizeof(float))) {
+    case Path::AVX512: return avx512::backward_f32(a, nth);
+    case Path::AVX2: return avx2::backward_f32(a, nth);
+    default: break;
+  }
 #endif
   base::backward_f32(a, nth);
 }
@@ -137,12 +178,21 @@ void backward<double>(const BwdArgs<double>& a) {
   validate_bwd(a);
   const int nth = threads_for(a.B, a.Ck, a.Cv, a.N);
 #if defined(EFFSEG_X86_DISPATCH)
-  if (use_avx2()) return avx2::backward_f64(a, nth);
+  switch (path_for(a.Ck, sizeof(double))) {
+    case Path::AVX512: return avx512::backward_f64(a, nth);
+    case Path::AVX2: return avx2::backward_f64(a, nth);
+    default: break;
+  }
 #endif
   base::backward_f64(a, nth);
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
+const char* simd_level() {
+#if defined(EFFSEG_X86_DISPATCH)
+  if (isa() >= Isa::AVX512) return isa_name(Isa::AVX512);  // from Ck >= 16 floats (8 doubles)
+#endif
+  return use_avx2() ? "avx2+fma" : baseline_name();
+}
 
 template void validate_fwd<float>(const FwdArgs<float>&);
 template void validate_fwd<double>(const FwdArgs<double>&);

@@ -62,8 +62,9 @@ void forward(const FwdArgs<T>& a);
 template <class T>
 void backward(const BwdArgs<T>& a);
 
-// "avx2+fma" or the x86-64 / aarch64 baseline ("sse2" / "neon"): the code path the kernels
-// take (common/isa.h: EFFSEG_SIMD caps it, as for the selective scan).
+// "avx512f", "avx2+fma" or the x86-64 / aarch64 baseline ("sse2" / "neon"): the code path
+// the kernels take (common/isa.h: EFFSEG_SIMD caps it, as for the selective scan); on
+// "avx512f", calls with Ck below 64 bytes of channels (16 floats) take the AVX2 build.
 const char* simd_level();
 
 }  // namespace linear_attention

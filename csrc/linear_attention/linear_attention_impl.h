@@ -218,7 +218,7 @@ struct Impl {
       const int64_t n1 = std::min(cols, n0 + t);
       for (int64_t c0 = 0; c0 < rows; c0 += t) {
         const int64_t c1 = std::min(rows, c0 + t);
-        if constexpr (VW == 8) {
+        if constexpr (kTranspose8) {
           if (n1 - n0 == 8 && c1 - c0 == 8) {
             transpose8(src + c0 * lds + n0, lds, dst + n0 * ldd + c0, ldd);
             continue;
@@ -230,11 +230,15 @@ struct Impl {
     }
   }
 
+  // 8 x 8 float tiles in 256-bit registers, in the AVX2 build and the AVX-512 one alike.
+  static constexpr bool kTranspose8 = sizeof(T) == 4 && LA_VBYTES >= 32;
+
   static LA_INLINE void transpose8(const T* src, int64_t lds, T* dst, int64_t ldd) {
-    if constexpr (VW == 8) {
+    if constexpr (kTranspose8) {
       typedef int32_t I __attribute__((vector_size(32)));
-      V r[8], u[8];
-      LA_UNROLL for (int i = 0; i < 8; ++i) r[i] = load(src + i * lds);
+      typedef T V8 __attribute__((vector_size(32)));
+      V8 r[8], u[8];
+      LA_UNROLL for (int i = 0; i < 8; ++i) std::memcpy(&r[i], src + i * lds, sizeof r[i]);
       LA_UNROLL for (int i = 0; i < 8; i += 2) {  // interleave row pairs
         u[i] = __builtin_shuffle(r[i], r[i + 1], I{0, 8, 1, 9, 4, 12, 5, 13});
         u[i + 1] = __builtin_shuffle(r[i], r[i + 1], I{2, 10, 3, 11, 6, 14, 7, 15});
@@ -246,8 +250,10 @@ struct Impl {
         r[i + 3] = __builtin_shuffle(u[i + 1], u[i + 3], I{2, 3, 10, 11, 6, 7, 14, 15});
       }
       LA_UNROLL for (int i = 0; i < 4; ++i) {  // 128-bit halves
-        store(dst + i * ldd, __builtin_shuffle(r[i], r[i + 4], I{0, 1, 2, 3, 8, 9, 10, 11}));
-        store(dst + (i + 4) * ldd, __builtin_shuffle(r[i], r[i + 4], I{4, 5, 6, 7, 12, 13, 14, 15}));
+        const V8 lo = __builtin_shuffle(r[i], r[i + 4], I{0, 1, 2, 3, 8, 9, 10, 11});
+        const V8 hi = __builtin_shuffle(r[i], r[i + 4], I{4, 5, 6, 7, 12, 13, 14, 15});
+        std::memcpy(dst + i * ldd, &lo, sizeof lo);
+        std::memcpy(dst + (i + 4) * ldd, &hi, sizeof hi);
       }
     }
   }

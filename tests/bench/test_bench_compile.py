@@ -96,3 +96,24 @@ def test_inductor_is_not_run_under_the_onednn_cap(bc, monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     why = bc._inductor_off()
     assert why.startswith("not run: ONEDNN_MAX_CPU_ISA=AVX2") and "Inductor" in why
+
+
+def test_contenders_are_timed_in_the_same_rounds(bc, monkeypatch):
+    """Every contender is called in every round, the order reversed each round, so the
+    ratio of two rows comes from neighbouring calls; each row records its own samples."""
+    monkeypatch.setattr(bc, "ROUND_BUDGET_S", 0.0)
+    calls = []
+    fns = {(g, lab): (lambda key=(g, lab): calls.append(key))
+           for g, lab in (("peers", "onnxruntime"), ("effseg", "onnxruntime"), ("peers", "eager"))}
+    row = {"peers": {"onnxruntime": {}, "eager": {}}, "effseg": {"onnxruntime": {}}}
+    bc._time_together(row, fns, "cpu", repeats=4)
+    keys = list(fns)
+    # two calls per contender per round (the first takes the previous one's hand-over)
+    want = []
+    for r in range(4):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
+            want += [key, key]
+    assert calls == want
+    for g, lab in keys:
+        got = row[g][lab]
+        assert got["repeats"] == 4 and got["min_ms"] <= got["median_ms"] <= got["max_ms"]

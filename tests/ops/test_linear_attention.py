@@ -178,7 +178,8 @@ _BASELINE_SCRIPT = """
 import torch
 from effseg import _native
 from effseg.ops import linear_attention, linear_attention_ref
-assert _native.require().linear_attention_simd() in ("sse2", "neon"), _native.require().linear_attention_simd()
+import sys
+assert _native.require().linear_attention_simd() in sys.argv[1].split(","), _native.require().linear_attention_simd()
 torch.manual_seed(0)
 worst = 0.0
 for dtype in (torch.float32, torch.float64):
@@ -198,18 +199,29 @@ print(worst)
 """
 
 
-def test_cpp_baseline_instruction_set(require_backend):
-    """The x86-64 baseline (SSE2, 16-byte vectors) build of the kernels, which
-    EFFSEG_SIMD=sse2 selects, gives the same results (run in a fresh process: the
-    instruction set is chosen once per process)."""
+def _avx2_cpu() -> bool:
+    from pathlib import Path
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return " avx2" in flags and " fma" in flags
+
+
+@pytest.mark.parametrize("simd, names", [("sse2", "sse2,neon"), ("avx2", "avx2+fma")])
+def test_cpp_capped_instruction_set(simd, names, require_backend):
+    """The builds below the widest one this CPU runs (the x86-64 baseline, 16-byte
+    vectors, and AVX2 + FMA, 32-byte, under the AVX-512 one), which EFFSEG_SIMD selects,
+    give the same results (run in a fresh process: the instruction set is chosen once per
+    process). Ck = 17 floats takes the AVX-512 build where it is not capped."""
     require_backend("cpp")
     import os
     import subprocess
     import sys
     import tempfile
 
-    env = dict(os.environ, EFFSEG_SIMD="sse2")
-    res = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT], env=env, capture_output=True,
+    if simd == "avx2" and not _avx2_cpu():
+        pytest.skip("this CPU has no AVX2 + FMA")
+    env = dict(os.environ, EFFSEG_SIMD=simd)
+    res = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, names], env=env, capture_output=True,
                          text=True, timeout=300, check=False,
                          cwd=tempfile.gettempdir())  # not the checkout: its effseg has no _C
     assert res.returncode == 0, res.stderr[-2000:]

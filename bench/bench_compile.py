@@ -40,6 +40,7 @@ from effseg.bench.script import (
     result_path,
     write_json,
 )
+from effseg.compile import Tuner
 from effseg.compile.autotune import interleaved
 from effseg.models.registry import list_models
 
@@ -82,6 +83,7 @@ def _openvino_peer(path: Path, x, device):
     return lambda: request.infer({0: xn})[out]
 
 
+TUNER = Tuner(cache=False)
 ROUND_BUDGET_S = 30.0  # per model, past the minimum rounds (manet's ~0.5 s calls x 9 contenders)
 MAX_ROUNDS = 15
 
@@ -152,9 +154,14 @@ def bench_model(name, device, size, repeats):
             def eff(b=b):
                 if b in skip:
                     raise RuntimeError(skip[b])
-                cm = effseg.compile(model, example_input=x, backend=b)
-                return (lambda: cm(x)), {"parity_rel_err": cm.report()["parity"]["rel_err"],
-                                         "passes": cm.report()["passes"]}
+                # Autotune measures here, as at a user's first compile: a record cached
+                # by an earlier run (another build, another load) would decide instead.
+                cm = effseg.compile(model, example_input=x, backend=b, autotune=TUNER)
+                rep = cm.report()
+                spec = rep["specialisations"][-1]
+                return (lambda: cm(x)), {"parity_rel_err": rep["parity"]["rel_err"], "passes": rep["passes"],
+                                         "autotune": _tune_summary(rep["autotune"]),
+                                         **({"form": spec["form"]} if "form" in spec else {})}
             built(b, "effseg", eff)
             if b in row["errors"] and "ParityError" in row["errors"][b]:
                 # Timed once more with check=False, reported apart: it does not count.
@@ -167,6 +174,12 @@ def bench_model(name, device, size, repeats):
     fns.clear()
     torch._dynamo.reset()
     return score(row)
+
+
+def _tune_summary(rec) -> dict | None:
+    if not rec:
+        return None
+    return {k: rec[k] for k in ("choice", "source", "times_ms", "reason") if k in rec}
 
 
 def _time_together(row, fns, device, repeats) -> None:
@@ -312,7 +325,8 @@ def _result(args, rows, planned=None) -> dict:
                           "interleaved rounds (effseg.compile.autotune.interleaved: two calls each per round, the "
                           "second timed, order reversed every other round; median over rounds); "
                           "effseg backends compiled with check=True "
-                          "(autotuned: each pass kept only where it measured faster here); "
+                          "(autotuned in the run, no cached record: each pass kept only where it measured faster "
+                          "here, by more than the tuner's margin over plain); "
                           "eager and torch.compile peers run the zoo model (effseg's kernels inside, "
                           "the stronger peer); the ORT and OpenVINO peers run torch.onnx's export of the same "
                           "weights on plain PyTorch ops (backend='ref'), OpenVINO's CPU plugin with the "

@@ -23,7 +23,7 @@
 // The transforms are memory-bound: the chunking in Python keeps V and M in cache
 // between them and the GEMMs.
 //
-// Compiled for the x86-64 baseline and for AVX2+FMA and picked at run time through
+// Compiled for the x86-64 baseline, AVX2+FMA and AVX-512 and picked at run time through
 // common/isa.h's detection (EFFSEG_SIMD caps it); double runs the same code.
 #include "winograd_conv2d/winograd_conv2d.h"
 
@@ -343,6 +343,19 @@ __attribute__((target("avx2,fma"))) unsigned output_avx2(const OutArgs<T>& a,
                                                          int64_t hi, T* b) {
   return output_run<T>(a, g, lo, hi, b);
 }
+// AVX-512: the loops along a segment's tiles in 16-float vectors.
+template <class T>
+__attribute__((target("avx512f,avx2,fma"))) void input_avx512(const InArgs<T>& a,
+                                                              const std::vector<Segment>& g,
+                                                              int64_t lo, int64_t hi, T* b) {
+  input_run<T>(a, g, lo, hi, b);
+}
+template <class T>
+__attribute__((target("avx512f,avx2,fma"))) unsigned output_avx512(const OutArgs<T>& a,
+                                                                   const std::vector<Segment>& g,
+                                                                   int64_t lo, int64_t hi, T* b) {
+  return output_run<T>(a, g, lo, hi, b);
+}
 #endif
 
 int threads_for(int64_t work, int64_t units) {
@@ -407,15 +420,13 @@ void input_transform(const T* x, int64_t N, int64_t C, int64_t H, int64_t W, int
   const size_t buf = scratch_elems(std::min(tiles_w, p1 - p0));
   const int nth = threads_for(C * (p1 - p0), C);
 #if defined(EFFSEG_X86_DISPATCH)
-  const bool avx2 = use_avx2();
-#else
-  const bool avx2 = false;
+  const Isa level = isa();
 #endif
   parallel<T>(C, nth, buf, [&](int64_t lo, int64_t hi, T* b) {
 #if defined(EFFSEG_X86_DISPATCH)
-    if (avx2) return input_avx2<T>(a, segs, lo, hi, b);
+    if (level >= Isa::AVX512) return input_avx512<T>(a, segs, lo, hi, b);
+    if (level >= Isa::AVX2) return input_avx2<T>(a, segs, lo, hi, b);
 #endif
-    (void)avx2;
     input_base<T>(a, segs, lo, hi, b);
   });
 }
@@ -431,25 +442,28 @@ bool output_transform(const T* M, int64_t K, int64_t p0, int64_t p1, int64_t til
   const size_t buf = scratch_elems(std::min(tiles_w, p1 - p0));
   const int nth = threads_for(K * (p1 - p0), K);
 #if defined(EFFSEG_X86_DISPATCH)
-  const bool avx2 = use_avx2();
-#else
-  const bool avx2 = false;
+  const Isa level = isa();
 #endif
   std::atomic<unsigned> bad{0};
   parallel<T>(K, nth, buf, [&](int64_t lo, int64_t hi, T* b) {
     unsigned mine;
 #if defined(EFFSEG_X86_DISPATCH)
-    if (avx2) mine = output_avx2<T>(a, segs, lo, hi, b);
+    if (level >= Isa::AVX512) mine = output_avx512<T>(a, segs, lo, hi, b);
+    else if (level >= Isa::AVX2) mine = output_avx2<T>(a, segs, lo, hi, b);
     else
 #endif
       mine = output_base<T>(a, segs, lo, hi, b);
-    (void)avx2;
     if (mine) bad.fetch_or(1u, std::memory_order_relaxed);
   });
   return bad.load() == 0;
 }
 
-const char* simd_level() { return use_avx2() ? "avx2+fma" : baseline_name(); }
+const char* simd_level() {
+#if defined(EFFSEG_X86_DISPATCH)
+  if (isa() >= Isa::AVX512) return isa_name(Isa::AVX512);
+#endif
+  return use_avx2() ? "avx2+fma" : baseline_name();
+}
 
 template void input_transform<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t,
                                      int64_t, int64_t, int64_t, int64_t, int64_t, float*);

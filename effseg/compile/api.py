@@ -47,6 +47,9 @@ class _Entry:
         if self.parity is not None:
             rec["parity"] = self.parity
         rec["autotune"] = self.tuned
+        form = getattr(self.runner, "form", None)
+        if form:  # how the backend runs this graph where it has more than one way
+            rec["form"] = form
         return rec
 
 

@@ -10,7 +10,10 @@ them is not assumed. For one input shape, the candidates are:
   without <pass>      every pass but one that swapped ops in this graph
 
 Each is built, checked against the reference (check=True), then all are timed in
-alternating rounds within a budget; the fastest median wins. The decision and its times
+alternating rounds within a budget; the fastest median wins, except that a rewritten
+candidate must beat plain by more than Tuner.margin (2 %): a 2 s budget cannot tell
+closer medians apart, and plain runs what the user's X runs, so a tie keeps the
+backend no slower than X. The decision and its times
 go to report() and to a record on disk (effseg.compile.tune_cache) keyed by machine,
 model structure, shape, dtype, backend and options: a later compile with the same key
 builds only the winner and measures nothing.
@@ -46,13 +49,15 @@ class Tuner:
     cache_dir: where records live (None: $EFFSEG_CACHE/autotune, else
     ~/.cache/effseg/autotune); cache=False neither reads nor writes records;
     measure(calls, budget_s) -> {name: [ms, ...]} replaces the timer (tests count and
-    fake measurements through it)."""
+    fake measurements through it); margin: the fraction by which a rewritten candidate's
+    median must be below plain's to be chosen over it."""
 
     budget_s: float = 2.0
     build_budget_s: float = 60.0
     cache_dir: str | os.PathLike | None = None
     cache: bool = True
     measure: Callable | None = None
+    margin: float = 0.02
 
     def __post_init__(self):
         for name in ("budget_s", "build_budget_s"):
@@ -65,6 +70,9 @@ class Tuner:
             raise TypeError(f"Tuner cache must be a bool, got {type(self.cache).__name__}")
         if self.measure is not None and not callable(self.measure):
             raise TypeError(f"Tuner measure must be callable or None, got {type(self.measure).__name__}")
+        m = self.margin
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1:
+            raise ValueError(f"Tuner margin must be a fraction in [0, 1), got {m!r}")
 
 
 def resolve(autotune) -> tuple[Tuner | None, str]:
@@ -226,12 +234,19 @@ def tune(tuner: Tuner, model, cap, x, *, backend: str, device, options: dict, dy
     _check_samples(samples, built)
     times = {name: round(statistics.median(samples[name]), 4) for name in built}
     choice = min(built, key=lambda n: times[n])  # ties: the earlier candidate (effseg first)
+    kept_plain = ("plain" in built and choice != "plain"
+                  and times[choice] > times["plain"] * (1 - tuner.margin))
+    if kept_plain:
+        choice = "plain"
     record = {"choice": choice, "times_ms": times,
               "runs": {name: len(samples[name]) for name in built},
               "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     path = store.store(key, record) if store is not None else None
     runner, chosen = built[choice]
-    return runner, chosen, {**base, **record, "source": "measured", "rejected": rejected,
+    margin = {"margin": tuner.margin}
+    if kept_plain:
+        margin["reason"] = f"no rewritten candidate beat plain by more than {tuner.margin:.0%}"
+    return runner, chosen, {**base, **record, **margin, "source": "measured", "rejected": rejected,
                             "file": None if path is None else str(path),
                             "tune_s": round(time.perf_counter() - t_start, 3)}
 

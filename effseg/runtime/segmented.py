@@ -103,10 +103,16 @@ class SegmentedModel:
     """Called like OrtModel: (1, C, H, W) in, the output named in meta.json out.
 
     section: meta.json's native_scan section; read(file name) -> the file's bytes (a
-    bundle's read_verified, so only hashed bytes run)."""
+    bundle's read_verified, so only hashed bytes run). open_session(name), when given,
+    builds a segment's engine instead of ONNX Runtime on read(name) (effseg.compile's
+    openvino backend): anything with get_inputs(), get_outputs() (items with .name) and
+    run(output names, feed) -> arrays, as an ORT session has."""
 
-    def __init__(self, section: dict, read, input_name: str, output_name: str, threads: int | None = None):
+    def __init__(self, section: dict, read, input_name: str, output_name: str, threads: int | None = None,
+                 open_session=None):
         def session(name):
+            if open_session is not None:
+                return open_session(name)
             try:
                 return ort_session(read(name), device="cpu", threads=threads, quiet=True)
             except BundleError:
@@ -144,6 +150,15 @@ class SegmentedModel:
             raise BundleError(f"{SECTION}: {what} reads {exc.args[0]!r}, which no earlier step produced") from None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.outputs(x, [self.output_name])[0]
+
+    @property
+    def counts(self) -> dict:
+        return {"segments": len(self._sessions), "scans": sum("scan" in st for st in self._steps)}
+
+    def outputs(self, x: np.ndarray, names) -> list:
+        """The values `names` (graph outputs) for input x."""
+        keep = set(names)
         env = dict(self._constants)
         env[self.input_name] = x
         for st, drop in zip(self._steps, self._drop):
@@ -158,9 +173,10 @@ class SegmentedModel:
                 results = [native_scan.cross_selective_scan(*self._take(env, sc["inputs"], "a scan"),
                                                             sc["delta_softplus"])]
             for n in drop:
-                if n not in self._constants and n != self.output_name:
+                if n not in self._constants and n not in keep:
                     env.pop(n, None)
             env.update(zip(outs, results))
-        if self.output_name not in env:
-            raise BundleError(f"{SECTION}: no step produced the output {self.output_name!r}")
-        return env[self.output_name]
+        missing = [n for n in names if n not in env]
+        if missing:
+            raise BundleError(f"{SECTION}: no step produced the output {missing[0]!r}")
+        return [env[n] for n in names]

@@ -134,3 +134,42 @@ def openvino_model(model, *, threads: int | None = None, precision: str = "f32")
     compiled = core.compile_model(model, "CPU", config)
     keep_signal_stack()  # the plugin may leave this thread on a signal stack it later frees
     return compiled
+
+
+class _Named:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class OpenVinoSession:
+    """An OpenVINO CPU-plugin model behind the slice of an ORT session's interface that
+    effseg.runtime.segmented uses: get_inputs(), get_outputs() and run(names, feed).
+    One infer request per calling thread (a request is not thread-safe). run returns the
+    request's own output arrays, which its next run on the same thread overwrites: copy
+    what must outlive that."""
+
+    def __init__(self, model, *, threads: int | None = None, precision: str = "f32"):
+        import threading
+
+        self.compiled = openvino_model(model, threads=threads, precision=precision)
+        self._ins = [_Named(p.get_any_name()) for p in self.compiled.inputs]
+        self._outs = [_Named(p.get_any_name()) for p in self.compiled.outputs]
+        self._in_index = {n.name: i for i, n in enumerate(self._ins)}
+        self._out_index = {n.name: i for i, n in enumerate(self._outs)}
+        self._local = threading.local()
+
+    def get_inputs(self) -> list:
+        return self._ins
+
+    def get_outputs(self) -> list:
+        return self._outs
+
+    def run(self, names, feed: dict) -> list:
+        request = getattr(self._local, "request", None)
+        first = request is None
+        if first:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer({self._in_index[k]: v for k, v in feed.items()})
+        if first:
+            keep_signal_stack()  # a thread's first inference can set up AMX, signal stack included
+        return [request.get_output_tensor(self._out_index[n]).data for n in names]

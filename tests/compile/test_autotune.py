@@ -277,3 +277,20 @@ def test_a_candidate_that_disagrees_is_rejected_not_chosen(tmp_path, monkeypatch
     assert rec["choice"] == "plain" and "effseg" not in rec["times_ms"]
     assert rec["rejected"]["effseg"].startswith("ParityError")
     assert timer.seen == [["plain"]] and cm.report()["parity"]["ok"]
+
+
+@pytest.mark.parametrize("effseg_ms, choice", [(0.99, "plain"), (0.97, "effseg")])
+def test_a_rewrite_must_beat_plain_by_the_margin(tmp_path, effseg_ms, choice):
+    """Within 2 % of plain (the default margin) the rewritten graph is not chosen: such
+    a gap is inside a 2 s measurement's noise, and plain runs what the peer runs."""
+    timer = FakeTimer({"effseg": effseg_ms, "plain": 1.0, "without depthwise_conv2d": 5.0})
+    cm = _compile("depthwise", Tuner(cache_dir=tmp_path, measure=timer))
+    rec = cm.report()["autotune"]
+    assert rec["choice"] == choice and rec["margin"] == 0.02
+    assert ("reason" in rec) == (choice == "plain")
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.0, True, "2%"])
+def test_tuner_margin_must_be_a_fraction(margin):
+    with pytest.raises(ValueError, match="margin must be a fraction"):
+        Tuner(margin=margin)

@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -203,15 +204,20 @@ def test_non_contiguous_and_empty_batch(require_backend):
     assert y.shape == (0, 4, 19, 22)
 
 
-def test_baseline_isa_path_in_a_subprocess(require_backend):
-    """EFFSEG_SIMD=sse2 selects the x86-64 baseline build of the transforms, which AVX2
-    machines never run otherwise (read once per process, hence a fresh one)."""
+@pytest.mark.parametrize("simd, names", [("sse2", ("sse2", "neon", "generic")), ("avx2", ("avx2+fma",))])
+def test_capped_isa_path_in_a_subprocess(simd, names, require_backend):
+    """EFFSEG_SIMD selects the builds of the transforms below the widest one this CPU
+    runs (the x86-64 baseline; AVX2 + FMA under AVX-512), which it never runs otherwise
+    (read once per process, hence a fresh one)."""
     require_backend("cpp")
-    code = """
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if simd == "avx2" and not (" avx2" in flags and " fma" in flags):
+        pytest.skip("this CPU has no AVX2 + FMA")
+    code = f"""
 import torch
 from effseg import _native
 from effseg.ops import winograd_conv2d, winograd_conv2d_ref
-assert _native.require().winograd_conv2d_simd() in ("sse2", "neon", "generic")
+assert _native.require().winograd_conv2d_simd() in {names!r}, _native.require().winograd_conv2d_simd()
 g = torch.Generator().manual_seed(0)
 for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
     for N, C, K, H, W, p in [(2, 5, 7, 13, 11, 1), (1, 3, 2, 6, 9, (0, 2)), (1, 17, 9, 31, 33, 2)]:
@@ -224,7 +230,7 @@ for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
         assert ((y.double() - ref).abs().max() / scale).item() <= tol, (dtype, C, H, W)
 print("ok")
 """
-    env = dict(os.environ, EFFSEG_SIMD="sse2")
+    env = dict(os.environ, EFFSEG_SIMD=simd)
     r = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
                        text=True, timeout=120, cwd=tempfile.gettempdir())  # not the checkout
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -20,6 +20,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ...runtime.sessions import ort_session
+from . import scan_segments
 from ._options import check_options
 
 _KEYS = {"reuse_outputs", "opset", "intra_op_num_threads", "graph_optimization_level"}
@@ -96,7 +97,7 @@ class _AsModule(torch.nn.Module):
         return self.gm(x)
 
 
-def export_graph(gm, example, path, opset: int, backend: str):
+def export_graph(gm, example, path, opset: int, backend: str, custom_translations: dict | None = None):
     """effseg's ONNX export of a captured graph: (proto, output leaves, output spec)."""
     from ...export import export_onnx
 
@@ -106,16 +107,23 @@ def export_graph(gm, example, path, opset: int, backend: str):
     if not all(isinstance(t, torch.Tensor) for t in leaves):
         raise TypeError(f"backend {backend!r} needs a model that returns tensors only")
     proto = export_onnx(_AsModule(gm), (example,), path, opset=opset,
-                        input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))])
+                        input_names=["x"], output_names=[f"out{i}" for i in range(len(leaves))],
+                        custom_translations=custom_translations)
     return proto, leaves, spec
 
 
 def build(gm, example, *, device, options):
     check_options("onnxruntime", options, _KEYS)
+    threads = options.get("intra_op_num_threads", torch.get_num_threads())
+    optimization = options.get("graph_optimization_level", "all")
+    if not scan_segments.why_not(gm, device):
+        return scan_segments.build_segmented(
+            gm, example, opset=options.get("opset", 18), engine="onnxruntime",
+            open_session=lambda proto: ort_session(proto, device="cpu", threads=threads,
+                                                   optimization=optimization, quiet=False))
     with tempfile.TemporaryDirectory() as tmp:
         proto, leaves, spec = export_graph(gm, example, Path(tmp) / "model.onnx", options.get("opset", 18),
                                            "onnxruntime")
     session = ort_session(proto, device="cuda" if device.type == "cuda" else "cpu",
-                          threads=options.get("intra_op_num_threads", torch.get_num_threads()),
-                          optimization=options.get("graph_optimization_level", "all"), quiet=False)
+                          threads=threads, optimization=optimization, quiet=False)
     return OrtRunner(session, spec, leaves, device, bool(options.get("reuse_outputs", False)))

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch.utils._pytree import tree_unflatten
 
-from ...runtime.sessions import OPENVINO_PRECISIONS, openvino_model
+from ...runtime.sessions import OPENVINO_PRECISIONS, OpenVinoSession, openvino_model
 from ...runtime.signal_stack import keep_signal_stack
+from . import scan_segments
 from ._options import check_options
 from .onnxruntime import export_graph
 
@@ -85,9 +86,13 @@ def build(gm, example, *, device, options):
     if precision not in OPENVINO_PRECISIONS:  # before the export, which takes seconds
         raise ValueError(f"backend 'openvino' option precision must be one of {list(OPENVINO_PRECISIONS)}, "
                          f"got {precision!r}")
+    threads = options.get("inference_num_threads", torch.get_num_threads())
+    if not scan_segments.why_not(gm, device):
+        return scan_segments.build_segmented(
+            gm, example, opset=options.get("opset", 18), engine="openvino",
+            open_session=lambda proto: OpenVinoSession(proto, threads=threads, precision=precision))
     with tempfile.TemporaryDirectory() as tmp:
         proto, leaves, spec = export_graph(gm, example, Path(tmp) / "model.onnx", options.get("opset", 18),
                                            "openvino")
-    compiled = openvino_model(proto, threads=options.get("inference_num_threads", torch.get_num_threads()),
-                              precision=precision)
+    compiled = openvino_model(proto, threads=threads, precision=precision)
     return OpenVinoRunner(compiled, spec, leaves, bool(options.get("reuse_outputs", False)))

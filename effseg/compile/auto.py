@@ -2,10 +2,12 @@
 
 Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
 anchors in ARCHITECTURE.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
-in seconds rather than minutes), else "eager"; but a CPU model with a selective scan
-(Mamba, SS2D) -> "eager": the scan's ONNX form is standard ops that ORT and OpenVINO run
-8-18x slower than effseg's C++ scan (CM-UNet 512^2: 3650 ms in ORT, 1628 ms in OpenVINO,
-201 ms eager; bench/results/compile-cpu.json).
+in seconds rather than minutes), else "eager"; but a CPU model with a Mamba block (1-D
+selective scan) -> "eager": the scan's ONNX form is standard ops that ORT and OpenVINO run
+several times slower than effseg's C++ scan (PyramidMamba 512^2: 549 ms in ORT, 175 ms
+eager). A model whose scans are all SS2D cross scans stays on "onnxruntime", which cuts
+the graph at them and runs effseg's C++ scan there (CM-UNet 512^2: 151 vs 157 ms eager,
+CM-UNet-tiny 87 vs 104; bench/results/compile-cpu.json); without effseg._C, "eager".
 trial=True: build every usable candidate on the example and keep the fastest median.
 """
 from __future__ import annotations
@@ -27,17 +29,31 @@ def has_scan(model) -> bool:
     return any(isinstance(m, (Mamba, SS2D)) for m in model.modules())
 
 
+def scan_stays_slow_in_onnx(model) -> bool:
+    """Whether the model has a selective scan that ORT would run as standard ops: a Mamba
+    block, or SS2D blocks where effseg's C++ scan (which the cut form needs) is missing."""
+    from ..nn.mamba import Mamba
+    from ..runtime import native_scan
+
+    if any(isinstance(m, Mamba) for m in model.modules()):
+        return True
+    return has_scan(model) and not native_scan.available()
+
+
 def _default(device, model=None) -> tuple[str, str]:
     if device.type == "cuda":
         ok, _ = USABLE["inductor"](device)
         if ok:
             return "inductor", "default for CUDA"
         return "eager", "default for CUDA without triton"
-    if model is not None and has_scan(model):
+    if model is not None and scan_stays_slow_in_onnx(model):
         return "eager", ("default for a CPU model with a selective scan: effseg's C++ scan in "
                          "PyTorch, not the scan's ONNX form")
     ok, why = USABLE["onnxruntime"](device)
     if ok:
+        if model is not None and has_scan(model):
+            return "onnxruntime", ("default for CPU; the graph is cut at its SS2D selective scans, "
+                                   "which effseg's C++ scan runs")
         return "onnxruntime", "default for CPU"
     return "eager", f"default for CPU without onnxruntime ({why})"
 

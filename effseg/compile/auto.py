@@ -6,8 +6,9 @@ in seconds rather than minutes), else "eager"; but a CPU model with a Mamba bloc
 selective scan) -> "eager": the scan's ONNX form is standard ops that ORT and OpenVINO run
 several times slower than effseg's C++ scan (PyramidMamba 512^2: 549 ms in ORT, 175 ms
 eager). A model whose scans are all SS2D cross scans stays on "onnxruntime", which cuts
-the graph at them and runs effseg's C++ scan there (CM-UNet 512^2: 151 vs 157 ms eager,
-CM-UNet-tiny 87 vs 104; bench/results/compile-cpu.json); without effseg._C, "eager".
+the graph at them and runs effseg's C++ scan there (CM-UNet 512^2: 151 ms against 157 ms
+for effseg's eager backend, CM-UNet-tiny 87 against 104; bench/results/compile-cpu.json);
+without effseg._C, "eager".
 trial=True: build every usable candidate on the example and keep the fastest median.
 """
 from __future__ import annotations

@@ -16,14 +16,41 @@ from pathlib import Path
 SCAN_DOMAIN = "effseg"
 SCAN_OP = "CrossSelectiveScan"
 SCAN_INPUTS = ("u", "delta", "A", "B", "C", "D", "delta_bias", "tmap")
+# Mamba's 1-D scan, cut at only by effseg.compile (bundles keep the cross scan alone):
+# B and C (batch, N, L), no initial state; D, z and delta_bias may be absent ("").
+SELECTIVE_OP = "SelectiveScan"
+SELECTIVE_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-def register_schema() -> None:
-    """effseg.CrossSelectiveScan in onnx's schema registry, which onnxscript needs to
-    emit the node. Registered once per process."""
+def _register_selective() -> None:
     import onnx
     from onnx.defs import OpSchema
 
+    try:
+        onnx.defs.get_schema(SELECTIVE_OP, 1, SCAN_DOMAIN)
+        return
+    except onnx.defs.SchemaError:
+        pass
+    p = OpSchema.FormalParameter
+    opt = OpSchema.FormalParameterOption.Optional
+    schema = OpSchema(
+        SELECTIVE_OP, SCAN_DOMAIN, 1,
+        doc="Mamba's selective scan (effseg.ops.selective_scan); run by effseg, not by ONNX Runtime",
+        inputs=[p(n, "T", param_option=opt) if n in ("D", "z", "delta_bias") else p(n, "T")
+                for n in SELECTIVE_INPUTS],
+        outputs=[p("y", "T"), p("last_state", "T")],
+        type_constraints=[("T", ["tensor(float)"], "float32 activations")],
+        attributes=[OpSchema.Attribute("delta_softplus", OpSchema.AttrType.INT, "softplus on delta")])
+    onnx.defs.register_schema(schema)
+
+
+def register_schema() -> None:
+    """effseg.CrossSelectiveScan (and effseg.SelectiveScan) in onnx's schema registry,
+    which onnxscript needs to emit the nodes. Registered once per process."""
+    import onnx
+    from onnx.defs import OpSchema
+
+    _register_selective()
     try:
         onnx.defs.get_schema(SCAN_OP, 1, SCAN_DOMAIN)
         return
@@ -42,8 +69,9 @@ def register_schema() -> None:
     onnx.defs.register_schema(schema)
 
 
-def translation_table() -> dict:
-    """torch.onnx's custom_translation_table entry: the fused op as one effseg node."""
+def translation_table(selective: bool = False) -> dict:
+    """torch.onnx's custom_translation_table entries: the fused cross scan as one effseg
+    node, and with selective=True Mamba's selective scan too (effseg.compile's cut)."""
     import onnxscript
     import torch
 
@@ -55,11 +83,19 @@ def translation_table() -> dict:
         return opset.CrossSelectiveScan(u, delta, A, B, C, D, delta_bias, tmap,
                                         delta_softplus=int(bool(delta_softplus)))
 
-    return {torch.ops.effseg.cross_selective_scan.default: cross_selective_scan}
+    table = {torch.ops.effseg.cross_selective_scan.default: cross_selective_scan}
+    if selective:
+        def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, initial_state=None,
+                           delta_softplus: bool = False, backend: str = "auto"):
+            return opset.SelectiveScan(u, delta, A, B, C, D, z, delta_bias,
+                                       delta_softplus=int(bool(delta_softplus)), _num_outputs=2)
+
+        table[torch.ops.effseg.selective_scan.default] = selective_scan
+    return table
 
 
 def _is_scan(node) -> bool:
-    return node.domain == SCAN_DOMAIN and node.op_type == SCAN_OP
+    return node.domain == SCAN_DOMAIN and node.op_type in (SCAN_OP, SELECTIVE_OP)
 
 
 def _graph_model(proto, name, nodes, inputs, outputs, initializers, types):
@@ -124,6 +160,15 @@ def split_at_scans(proto):
     segments, steps = [], []
     for k, piece in enumerate(pieces):
         later = set(final).union(*reads[k + 1:])
+        if not isinstance(piece, list) and piece.op_type == SELECTIVE_OP:
+            ins = list(piece.input) + [""] * (len(SELECTIVE_INPUTS) - len(piece.input))
+            if len(ins) != len(SELECTIVE_INPUTS) or any(i == "" for i in ins[:5]):
+                raise ValueError(f"{SELECTIVE_OP} node {piece.name!r} must have u, delta, A, B and C, "
+                                 f"got {list(piece.input)}")
+            soft = [a.i for a in piece.attribute if a.name == "delta_softplus"]
+            steps.append({"scan": {"op": SELECTIVE_OP, "inputs": ins, "outputs": list(piece.output),
+                                   "delta_softplus": bool(soft and soft[0])}})
+            continue
         if not isinstance(piece, list):
             if len(piece.input) != len(SCAN_INPUTS) or any(i == "" for i in piece.input):
                 raise ValueError(f"{SCAN_OP} node {piece.name!r} must have all {len(SCAN_INPUTS)} inputs "

@@ -18,6 +18,7 @@ else:
     _REASON = "" if hasattr(_C, "cross_selective_scan_fwd") else "effseg._C has no cross_selective_scan_fwd"
 
 K_DIRECTIONS = 4
+_SELECTIVE_REASON = "" if _C is None or hasattr(_C, "selective_scan_fwd") else "effseg._C has no selective_scan_fwd"
 
 
 def available() -> bool:
@@ -78,3 +79,43 @@ def cross_selective_scan(u, delta, A, B, C, D, delta_bias, tmap, delta_softplus:
     if not ok:
         raise ValueError("delta holds NaN or Inf: the scan's output would be meaningless")
     return out
+
+
+def selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool) -> tuple:
+    """Mamba's selective scan, as effseg.ops.selective_scan computes it (no initial
+    state). u, delta, z (b, d, L) float32; A (d, n); B, C (b, n, L); D, delta_bias (d,);
+    D, z and delta_bias may be None. Returns (y (b, d, L), last_state (b, d, n)). Raises
+    ValueError naming the argument whose shape does not fit u and A."""
+    if not available() or _SELECTIVE_REASON:
+        raise RuntimeError(f"the native scan is unavailable: {_REASON or _SELECTIVE_REASON}")
+    u = _f32("u", u, 3)
+    bt, d, L = u.shape
+    A = _f32("A", A, 2)
+    n = A.shape[1]
+    want = {"delta": (bt, d, L), "A": (d, n), "B": (bt, n, L), "C": (bt, n, L), "D": (d,), "z": (bt, d, L),
+            "delta_bias": (d,)}
+    arrs = {"delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias}
+    for name, shape in want.items():
+        if arrs[name] is None and name in ("D", "z", "delta_bias"):
+            continue
+        arrs[name] = _f32(name, arrs[name], len(shape))
+        if arrs[name].shape != shape:
+            raise ValueError(f"{name} must have shape {shape} for u {u.shape} and A {A.shape}, "
+                             f"got {arrs[name].shape}")
+    # The kernel reads B and C as (b, L, n) rows, one group (effseg.ops.selective_scan's layout).
+    bk = np.ascontiguousarray(arrs["B"].transpose(0, 2, 1))
+    ck = np.ascontiguousarray(arrs["C"].transpose(0, 2, 1))
+    strides = (L * n, 0, 1, n)
+    out = np.empty((bt, d, L), np.float32)
+    last = np.empty((bt, d, n), np.float32)
+
+    def opt(a):
+        return (0, 0) if a is None else _buf(a)
+
+    ok = _C.selective_scan_fwd(
+        "float32", bt, d, L, n, 1, _buf(u), _buf(arrs["delta"]), _buf(A), _buf(bk), strides, _buf(ck), strides,
+        opt(arrs["D"]), opt(arrs["z"]), opt(arrs["delta_bias"]), (0, 0), bool(delta_softplus), _buf(out),
+        _buf(last))
+    if not ok:
+        raise ValueError("delta holds NaN or Inf: the scan's output would be meaningless")
+    return out, last

@@ -167,6 +167,11 @@ class SegmentedModel:
                 feed = dict(zip(ins, self._take(env, ins, f"segment {st['segment']}")))
                 results = self._sessions[st["segment"]].run(outs, feed)
                 del feed
+            elif st["scan"].get("op") == "SelectiveScan":  # effseg.compile's cut only
+                sc = st["scan"]
+                outs = sc["outputs"]
+                ins = [None if n == "" else env[n] for n in sc["inputs"]]
+                results = list(native_scan.selective_scan(*ins, sc["delta_softplus"]))[:len(outs)]
             else:
                 sc = st["scan"]
                 outs = [sc["output"]]

@@ -14,6 +14,7 @@ import torch
 import effseg
 from effseg.bench.mamba_runtime import TinySS2DNet
 from effseg.compile.backends import scan_segments
+from effseg.nn.mamba import Mamba
 from effseg.runtime import native_scan
 
 pytestmark = pytest.mark.skipif(not native_scan.available(),
@@ -32,22 +33,63 @@ def _close(got, want):
     assert (got - want).abs().max().item() <= TOL * want.abs().max().item()
 
 
+class MambaNet(torch.nn.Module):
+    """A conv, one Mamba block over the pixels (row-major, as PyramidMamba's), a conv."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.inp = torch.nn.Conv2d(3, width, 1)
+        self.mamba = Mamba(width, d_state=4)
+        self.out = torch.nn.Conv2d(width, 2, 1)
+
+    def forward(self, x):
+        f = self.inp(x)
+        b, c, h, w = f.shape
+        y = self.mamba(f.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, c, h, w)
+        return self.out(y + f)
+
+
 @pytest.fixture(scope="module")
 def net():
     return TinySS2DNet().eval()
 
 
 @pytest.mark.parametrize("backend", ENGINES)
-def test_cut_at_the_scans_and_agrees_on_odd_shapes(backend, net):
+@pytest.mark.parametrize("kind, scans", [("ss2d", 2), ("mamba", 1)])
+def test_cut_at_the_scans_and_agrees_on_odd_shapes(backend, kind, scans, net):
+    model = net if kind == "ss2d" else MambaNet().eval()
     for shape in ((1, 3, 18, 14), (2, 3, 10, 22)):
         x = _x(*shape)
-        cm = effseg.compile(net, example_input=x, backend=backend, autotune=False)
+        cm = effseg.compile(model, example_input=x, backend=backend, autotune=False)
         spec = cm.report()["specialisations"][-1]
-        assert spec["form"].startswith(backend) and "at 2 scans" in spec["form"], spec
+        assert spec["form"].startswith(backend) and f"at {scans} scans" in spec["form"], spec
         with torch.no_grad():
-            want = net(x)
+            want = model(x)
             _close(cm(x), want)
             _close(cm(x.clone()), want)
+
+
+@pytest.mark.parametrize("with_optional", [True, False])
+def test_numpy_selective_scan_matches_the_op(with_optional):
+    from effseg.ops import selective_scan
+
+    g = torch.Generator().manual_seed(0)
+    b, d, n, L = 2, 5, 3, 37
+    u, delta, z = (torch.randn(b, d, L, generator=g) for _ in range(3))
+    A = -torch.rand(d, n, generator=g) - 0.1
+    B, C = torch.randn(b, n, L, generator=g), torch.randn(b, n, L, generator=g)
+    D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g) * 0.1
+    opt = (D, z, bias) if with_optional else (None, None, None)
+    want, want_last = selective_scan(u, delta, A, B, C, *opt, delta_softplus=True, return_last_state=True,
+                                     backend="ref")
+    y, last = native_scan.selective_scan(*(None if t is None else t.numpy() for t in (u, delta, A, B, C, *opt)),
+                                         True)
+    _close(torch.from_numpy(y), want)
+    _close(torch.from_numpy(last), want_last.float())
+    with pytest.raises(ValueError, match=r"B must have shape \(2, 3, 37\)"):
+        native_scan.selective_scan(u.numpy(), delta.numpy(), A.numpy(), B[:, :, :-1].numpy(), C.numpy(),
+                                   None, None, None, True)
 
 
 @pytest.mark.parametrize("backend", ENGINES)
@@ -81,7 +123,7 @@ def test_outputs_outlive_the_next_call_and_threads_agree(backend, net):
 
 def test_without_the_native_scan_the_graph_stays_whole(net, monkeypatch):
     gm_free = torch.fx.symbolic_trace(torch.nn.Conv2d(3, 2, 1))
-    assert scan_segments.why_not(gm_free, torch.device("cpu")) == "no cross selective scan in the graph"
+    assert scan_segments.why_not(gm_free, torch.device("cpu")).startswith("no selective scan in the graph")
     monkeypatch.setattr(native_scan, "available", lambda: False)
     monkeypatch.setattr(native_scan, "reason", lambda: "effseg._C is missing (test)")
     x = _x(1, 3, 8, 8)

@@ -1,11 +1,12 @@
-"""Captured graphs holding effseg's cross selective scan, on ONNX Runtime or OpenVINO.
+"""Captured graphs holding effseg's selective scans, on ONNX Runtime or OpenVINO.
 
 The scan's standard-op ONNX form runs 8-18x slower than eager PyTorch with effseg's C++
 scan on a CPU (CM-UNet 512²: ONNX Runtime 3650 ms, OpenVINO 1628 ms, eager 201 ms;
 bench/results/compile-cpu.json). So, as the runtime's native-scan bundles do
 (effseg.export.scan_split), the graph is exported with each scan as one effseg node and
 cut there: the engine runs the plain-ONNX segments between the scans, effseg's C++ kernel
-runs the scans (effseg.runtime.native_scan), on the same numpy arrays.
+runs the scans (effseg.runtime.native_scan), on the same numpy arrays. Mamba's 1-D scan
+(PyramidMamba) is cut the same way: its ONNX form ran 3x slower than eager (549 vs 175 ms).
 """
 from __future__ import annotations
 
@@ -13,20 +14,42 @@ import torch
 from torch.utils._pytree import tree_unflatten
 
 
-def holds_cross_scan(gm) -> bool:
-    op = getattr(torch.ops.effseg, "cross_selective_scan", None)
+def _calls(gm, name: str) -> list:
+    op = getattr(torch.ops.effseg, name, None)
     if op is None:
-        return False
+        return []
     targets = {op, getattr(op, "default", None)}
-    return any(n.op == "call_function" and n.target in targets for n in gm.graph.nodes)
+    return [n for n in gm.graph.nodes if n.op == "call_function" and n.target in targets]
+
+
+def _val(arg):
+    return arg.meta.get("val") if isinstance(arg, torch.fx.Node) else None
+
+
+def _selective_cuttable(node) -> bool:
+    """A selective scan the runtime's numpy path takes: fp32, B and C (batch, N, L), no
+    initial state (Mamba's blocks)."""
+    args = list(node.args) + [None] * (11 - len(node.args))
+    u, b, c, h0 = _val(args[0]), _val(args[3]), _val(args[4]), args[8]
+    return (h0 is None and all(t is not None for t in (u, b, c)) and u.dtype == torch.float32
+            and b.dim() == 3 and c.dim() == 3)
+
+
+def holds_scan(gm) -> bool:
+    """Whether gm holds a scan to cut at: a cross scan, or Mamba's selective scan (every
+    one of them in a form the numpy path takes)."""
+    selective = _calls(gm, "selective_scan")
+    if selective and not all(_selective_cuttable(n) for n in selective):
+        return False
+    return bool(selective or _calls(gm, "cross_selective_scan"))
 
 
 def why_not(gm, device) -> str:
     """Why the graph runs as one ONNX graph ('' when it is cut at its scans)."""
     from ...runtime import native_scan
 
-    if not holds_cross_scan(gm):
-        return "no cross selective scan in the graph"
+    if not holds_scan(gm):
+        return "no selective scan in the graph that the native path takes"
     if device.type != "cpu":
         return "the native scan runs on the CPU only"
     if not native_scan.available():
@@ -92,7 +115,7 @@ def build_segmented(gm, example, *, opset: int, engine: str, open_session) -> Se
 
     with tempfile.TemporaryDirectory() as tmp:
         proto, leaves, spec = export_graph(gm, example, Path(tmp) / "model.onnx", opset, engine,
-                                           custom_translations=translation_table())
+                                           custom_translations=translation_table(selective=True))
     constants, segments, steps = split_at_scans(proto)
     protos = {"constants": constants, **{f"seg{i:02d}": s for i, s in enumerate(segments)}}
     section = {"constants": "constants", "segments": [f"seg{i:02d}" for i in range(len(segments))],

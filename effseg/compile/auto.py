@@ -2,13 +2,12 @@
 
 Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
 anchors in ARCHITECTURE.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
-in seconds rather than minutes), else "eager"; but a CPU model with a Mamba block (1-D
-selective scan) -> "eager": the scan's ONNX form is standard ops that ORT and OpenVINO run
-several times slower than effseg's C++ scan (PyramidMamba 512^2: 549 ms in ORT, 175 ms
-eager). A model whose scans are all SS2D cross scans stays on "onnxruntime", which cuts
-the graph at them and runs effseg's C++ scan there (CM-UNet 512^2: 151 ms against 157 ms
-for effseg's eager backend, CM-UNet-tiny 87 against 104; bench/results/compile-cpu.json);
-without effseg._C, "eager".
+in seconds rather than minutes), else "eager". A model with selective scans (SS2D, Mamba)
+stays on "onnxruntime": the backend cuts its graph at the scans and runs effseg's C++ scan
+there (512^2: CM-UNet 151 ms against 157 for effseg's eager backend, CM-UNet-tiny 87
+against 104, PyramidMamba 152 against 170; bench/results/compile-cpu.json). Without
+effseg._C the scans would be ONNX standard ops, which ORT runs 3-18x slower than eager
+(CM-UNet 3292 ms, PyramidMamba 549 ms), so such a model gets "eager".
 trial=True: build every usable candidate on the example and keep the fastest median.
 """
 from __future__ import annotations
@@ -31,13 +30,10 @@ def has_scan(model) -> bool:
 
 
 def scan_stays_slow_in_onnx(model) -> bool:
-    """Whether the model has a selective scan that ORT would run as standard ops: a Mamba
-    block, or SS2D blocks where effseg's C++ scan (which the cut form needs) is missing."""
-    from ..nn.mamba import Mamba
+    """Whether the model has a selective scan that ORT would run as standard ops: effseg's
+    C++ scan, which the cut form runs the scans with, is missing."""
     from ..runtime import native_scan
 
-    if any(isinstance(m, Mamba) for m in model.modules()):
-        return True
     return has_scan(model) and not native_scan.available()
 
 
@@ -53,7 +49,7 @@ def _default(device, model=None) -> tuple[str, str]:
     ok, why = USABLE["onnxruntime"](device)
     if ok:
         if model is not None and has_scan(model):
-            return "onnxruntime", ("default for CPU; the graph is cut at its SS2D selective scans, "
+            return "onnxruntime", ("default for CPU; the graph is cut at its selective scans, "
                                    "which effseg's C++ scan runs")
         return "onnxruntime", "default for CPU"
     return "eager", f"default for CPU without onnxruntime ({why})"

@@ -104,29 +104,35 @@ class _ScanNet(torch.nn.Module):
         return self.out(y)
 
 
-def test_auto_on_cpu_cuts_an_ss2d_model_or_keeps_it_off_onnx(monkeypatch):
-    """An SS2D model on CPU goes to onnxruntime, cut at its scans (effseg's C++ scan runs
-    them); without effseg._C its scans would be ONNX standard ops, 8-18x slower, so
-    eager. A Mamba (1-D scan) model is eager either way."""
+@pytest.mark.parametrize("kind", ["ss2d", "mamba"])
+def test_auto_on_cpu_cuts_a_scan_model_or_keeps_it_off_onnx(kind, monkeypatch):
+    """A model with selective scans (SS2D or Mamba) on CPU goes to onnxruntime, cut at its
+    scans (effseg's C++ scan runs them); without effseg._C its scans would be ONNX
+    standard ops, 3-18x slower, so eager."""
     from effseg.nn.mamba import Mamba
     from effseg.runtime import native_scan
 
-    model = seeded(_ScanNet())
-    x = _x(1, 3, 6, 5)
-    cm = effseg.compile(model, input_shape=(1, 3, 6, 5))
+    if kind == "ss2d":
+        model, shape = seeded(_ScanNet()), (1, 3, 6, 5)
+    else:
+        model, shape = seeded(torch.nn.Sequential(torch.nn.Conv1d(5, 8, 1), _Transpose(), Mamba(8, d_state=4))), (1, 5, 7)
+    x = _x(*shape)
+    cm = effseg.compile(model, input_shape=shape)
     auto = cm.report()["auto"]
-    assert cm.backend == "onnxruntime" and "cut at its SS2D" in auto["reason"], auto
+    assert cm.backend == "onnxruntime" and "cut at its selective scans" in auto["reason"], auto
     assert "C++ scan at 1 scans" in cm.report()["specialisations"][0]["form"]
     with torch.no_grad():
         _close(cm(x), model(x))
-    mamba = torch.nn.Sequential(torch.nn.Flatten(2), Mamba(8, d_state=4))
-    cm = effseg.compile(mamba, input_shape=(1, 5, 8), check=False)
-    assert cm.backend == "eager" and "selective scan" in cm.report()["auto"]["reason"]
     monkeypatch.setattr(native_scan, "available", lambda: False)
-    cm = effseg.compile(model, input_shape=(1, 3, 6, 5))
+    cm = effseg.compile(model, input_shape=shape)
     assert cm.backend == "eager" and "selective scan" in cm.report()["auto"]["reason"]
     with torch.no_grad():
         _close(cm(x), model(x))
+
+
+class _Transpose(torch.nn.Module):
+    def forward(self, x):
+        return x.transpose(1, 2)
 
 
 def test_auto_default_and_trial():

@@ -19,8 +19,9 @@ model structure, shape, dtype, backend and options: a later compile with the sam
 builds only the winner and measures nothing.
 
 Off with compile(autotune=False) or EFFSEG_AUTOTUNE=0 (an explicit argument wins over
-the variable). Backends whose build is a compilation of tens of seconds per candidate
-(inductor, tensorrt) are not tuned: they get every pass, as before.
+the variable). inductor, whose build is a compilation of tens of seconds per candidate,
+gets two candidates only (effseg and plain: the graph torch.compile(freezing) would get);
+tensorrt (minutes per engine) is not tuned and gets every pass.
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ from dataclasses import dataclass, replace
 import torch
 
 ENV = "EFFSEG_AUTOTUNE"
-TUNED_BACKENDS = ("eager", "onnxruntime", "openvino")
+TUNED_BACKENDS = ("eager", "onnxruntime", "openvino", "inductor")
+# Backends whose candidates are effseg and plain only: a build per candidate costs a compile.
+TWO_CANDIDATES = ("inductor",)
 _OFF = ("0", "off", "false", "no")
 _ON = ("", "1", "on", "true", "yes")
 
@@ -151,6 +154,8 @@ class _Candidates:
         self.caps["plain"] = None  # made on demand: eager runs the model itself
         self.about["plain"] = ("the unchanged model" if backend == "eager"
                                else "the captured graph with no pass applied")
+        if backend in TWO_CANDIDATES:
+            return
         for name in (r["pass"] for r in records if r["changed"] and r["pass"] in passes.SWAPS):
             if changed != [name]:  # else identical to plain
                 self.caps[f"without {name}"] = None

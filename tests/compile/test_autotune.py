@@ -294,3 +294,17 @@ def test_a_rewrite_must_beat_plain_by_the_margin(tmp_path, effseg_ms, choice):
 def test_tuner_margin_must_be_a_fraction(margin):
     with pytest.raises(ValueError, match="margin must be a fraction"):
         Tuner(margin=margin)
+
+
+def test_inductor_is_tuned_between_effseg_and_plain_only(tmp_path):
+    """A candidate costs an Inductor compile, so only the two ends are built: every pass,
+    and none (what torch.compile with freezing would get)."""
+    timer = FakeTimer({"effseg": 2.0, "plain": 1.0})
+    cm = _compile("depthwise", Tuner(cache_dir=tmp_path, measure=timer), backend="inductor")
+    rec = cm.report()["autotune"]
+    assert timer.seen == [["effseg", "plain"]]
+    assert rec["choice"] == "plain" and rec["source"] == "measured"
+    x = _x()
+    with torch.no_grad():
+        got, want = cm(x), seeded(NETS["depthwise"]())(x)
+    assert (got - want).abs().max() <= 1e-4 * want.abs().max()

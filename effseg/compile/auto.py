@@ -4,8 +4,8 @@ Default: CUDA -> "inductor"; CPU -> "onnxruntime" when it imports (on the 2-core
 anchors in ARCHITECTURE.md ORT beat torch.compile on UNetFormer, 63 vs 75 ms, and compiles
 in seconds rather than minutes), else "eager". A model with selective scans (SS2D, Mamba)
 stays on "onnxruntime": the backend cuts its graph at the scans and runs effseg's C++ scan
-there (512^2: CM-UNet 151 ms against 157 for effseg's eager backend, CM-UNet-tiny 87
-against 104, PyramidMamba 152 against 170; bench/results/compile-cpu.json). Without
+there (512^2: CM-UNet 173 ms against 176 for effseg's eager backend, CM-UNet-tiny 83
+against 94, PyramidMamba 156 against 173; bench/results/compile-cpu.json). Without
 effseg._C the scans would be ONNX standard ops, which ORT runs 3-18x slower than eager
 (CM-UNet 3292 ms, PyramidMamba 549 ms), so such a model gets "eager".
 trial=True: build every usable candidate on the example and keep the fastest median.

@@ -22,15 +22,22 @@ SELECTIVE_OP = "SelectiveScan"
 SELECTIVE_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
+def _registered(op: str) -> bool:
+    import onnx
+
+    try:
+        onnx.defs.get_schema(op, 1, SCAN_DOMAIN)
+    except onnx.defs.SchemaError:
+        return False
+    return True
+
+
 def _register_selective() -> None:
     import onnx
     from onnx.defs import OpSchema
 
-    try:
-        onnx.defs.get_schema(SELECTIVE_OP, 1, SCAN_DOMAIN)
+    if _registered(SELECTIVE_OP):
         return
-    except onnx.defs.SchemaError:
-        pass
     p = OpSchema.FormalParameter
     opt = OpSchema.FormalParameterOption.Optional
     schema = OpSchema(
@@ -51,11 +58,8 @@ def register_schema() -> None:
     from onnx.defs import OpSchema
 
     _register_selective()
-    try:
-        onnx.defs.get_schema(SCAN_OP, 1, SCAN_DOMAIN)
+    if _registered(SCAN_OP):
         return
-    except onnx.defs.SchemaError:
-        pass
     p = OpSchema.FormalParameter
     schema = OpSchema(
         SCAN_OP, SCAN_DOMAIN, 1,

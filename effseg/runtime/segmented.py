@@ -170,7 +170,7 @@ class SegmentedModel:
             elif st["scan"].get("op") == "SelectiveScan":  # effseg.compile's cut only
                 sc = st["scan"]
                 outs = sc["outputs"]
-                ins = [None if n == "" else env[n] for n in sc["inputs"]]
+                ins = [None if n == "" else self._take(env, [n], "a scan")[0] for n in sc["inputs"]]
                 results = list(native_scan.selective_scan(*ins, sc["delta_softplus"]))[:len(outs)]
             else:
                 sc = st["scan"]

@@ -136,7 +136,9 @@ def openvino_model(model, *, threads: int | None = None, precision: str = "f32")
     return compiled
 
 
-class _Named:
+class Named:
+    """A value's name, as ORT's session.get_inputs() / get_outputs() items carry it."""
+
     def __init__(self, name: str):
         self.name = name
 
@@ -152,8 +154,8 @@ class OpenVinoSession:
         import threading
 
         self.compiled = openvino_model(model, threads=threads, precision=precision)
-        self._ins = [_Named(p.get_any_name()) for p in self.compiled.inputs]
-        self._outs = [_Named(p.get_any_name()) for p in self.compiled.outputs]
+        self._ins = [Named(p.get_any_name()) for p in self.compiled.inputs]
+        self._outs = [Named(p.get_any_name()) for p in self.compiled.outputs]
         self._in_index = {n.name: i for i, n in enumerate(self._ins)}
         self._out_index = {n.name: i for i, n in enumerate(self._outs)}
         self._local = threading.local()

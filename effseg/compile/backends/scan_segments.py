@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.utils._pytree import tree_unflatten
 
+from ...runtime.sessions import Named
+
 
 def _calls(gm, name: str) -> list:
     op = getattr(torch.ops.effseg, name, None)
@@ -57,11 +59,6 @@ def why_not(gm, device) -> str:
     return ""
 
 
-class _Named:
-    def __init__(self, name: str):
-        self.name = name
-
-
 class _Constants:
     """The cut's constants graph (Identity nodes on initializers, split_at_scans) read
     directly, so no engine is asked to run a graph without inputs."""
@@ -71,7 +68,7 @@ class _Constants:
 
         inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
         self._values = {n.output[0]: inits[n.input[0]] for n in proto.graph.node}
-        self._outs = [_Named(o.name) for o in proto.graph.output]
+        self._outs = [Named(o.name) for o in proto.graph.output]
 
     def get_inputs(self) -> list:
         return []
@@ -120,6 +117,7 @@ def build_segmented(gm, example, *, opset: int, engine: str, open_session) -> Se
     protos = {"constants": constants, **{f"seg{i:02d}": s for i, s in enumerate(segments)}}
     section = {"constants": "constants", "segments": [f"seg{i:02d}" for i in range(len(segments))],
                "steps": steps}
+
     def opened(name):
         return _Constants(protos[name]) if name == "constants" else open_session(protos[name])
 

@@ -83,48 +83,25 @@ class Attention(nn.Module):
         k, v = kv.unbind(0)
         attn = (q @ k.transpose(-2, -1)) * self.scale
         if self.apply_transform:
-            attn = _softmax_instance_norm(self.transform_conv(attn), self.transform_norm.eps)
+            attn = _instance_norm(self.transform_conv(attn).softmax(dim=-1), self.transform_norm.eps)
         else:
             attn = attn.softmax(dim=-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
 
 
-def _expm1_nonpositive(u: Tensor) -> Tensor:
-    """exp(u) - 1 for u <= 0, accurate for small |u| in every runtime. ONNX has no Expm1
-    and the exporters write Exp(u) - 1, which loses the digits of a tiny u; so a graph
-    being exported gets 2 tanh(u/2) / (1 - tanh(u/2)) (exact; ONNX Runtime's and
-    OpenVINO's Tanh keep their relative accuracy near 0, and 1 - tanh lies in [1, 2)
-    for u <= 0). Eager PyTorch and torch.compile have expm1 itself."""
-    if not (torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()):
-        return torch.expm1(u)
-    t = torch.tanh(u * 0.5)
-    return t / (0.5 - 0.5 * t)
+def _instance_norm(x: Tensor, eps: float) -> Tensor:
+    """nn.InstanceNorm2d (no affine, no running stats) with means taken row by row, then
+    over the rows.
 
-
-def _softmax_instance_norm(s: Tensor, eps: float) -> Tensor:
-    """nn.InstanceNorm2d (no affine, no running stats) of softmax(s, -1), from the scores.
-
-    The softmax maps hold up to 16384 x 256 values per head at 512^2; with a freshly
-    initialised (or near-uniform) attention their spread is tiny (variance ~1e-14, far
-    below eps), so the output is (p - mean) / sqrt(eps) and the ~1e-10 rounding of each
-    p = 1/M + d is multiplied by ~316: in float32 the layer's output was 4.5e-4 (PyTorch)
-    to 3e-2 (OpenVINO's softmax) off, relative, and BANet's logits 3e-2 in OpenVINO.
-    The norm is shift-invariant, so it is taken of d = p - 1/M directly, computed
-    without the cancellation (u = s - the row's max, so u <= 0):
-
-        d_i = (expm1(u_i) - mean_j expm1(u_j)) / sum_j exp(u_j)
-
-    Each row of d sums to zero, so the norm's own centring is left out (what it would
-    subtract is rounding, ~1e-7 of d). Means are taken row by row, then over the rows: a
-    single-pass fp32 sum over 4M values (ONNX Runtime's InstanceNormalization) loses
-    more. float32 against float64 on 1 x 2 x 4096 x 256 maps, score spreads 1e-4 to 200:
-    <= 5e-7 of the output's largest value in PyTorch and ONNX Runtime, <= 3.2e-5 in
-    OpenVINO (its plain form there: up to 5.4e-4). Cost on such a map, 2 threads: ONNX
-    Runtime ~2.5x the plain form's (its elementwise ops are not fused), OpenVINO ~1.3x.
+    The softmax maps it normalises hold up to 16384 x 256 values per head at 512^2 whose
+    spread (variance ~1e-14) is far below eps, so the output is (x - mean) / sqrt(eps):
+    any error in the mean is multiplied by ~316. A single-pass fp32 sum over 4M values
+    (ONNX Runtime's InstanceNormalization) put BANet's logits 3e-2 (relative) away from
+    PyTorch's; two short reductions keep the mean, and the result, to fp32 rounding in
+    every runtime.
     """
-    u = s - s.amax(dim=-1, keepdim=True)
-    e = _expm1_nonpositive(u)
-    d = (e - e.mean(dim=-1, keepdim=True)) / torch.exp(u).sum(dim=-1, keepdim=True)
+    mean = x.mean(dim=-1, keepdim=True).mean(dim=-2, keepdim=True)
+    d = x - mean
     var = (d * d).mean(dim=-1, keepdim=True).mean(dim=-2, keepdim=True)
     return d * torch.rsqrt(var + eps)
 

@@ -24,7 +24,7 @@ def load_sources(results_dir) -> dict:
     bench/run_cpu_suite.py) wins over a standalone <op>-<device>.json; among suite files
     the latest date wins (then the name). Quick runs (`"quick": true`) are ignored."""
     results_dir = Path(results_dir)
-    out: dict = {"kernels": {}, "model_bench": {}, "zoo": {}, "compile": {}, "gpu_kernels": {}}
+    out: dict = {"kernels": {}, "model_bench": {}, "zoo": {}, "compile": {}, "gpu_kernels": {}, "roofline": {}}
     standalone, suites = [], []
     for path in sorted(results_dir.glob("*.json")):
         try:
@@ -69,6 +69,10 @@ def _add(out: dict, data: dict, src: str) -> None:
         # --isa avx2 runs (compile-cpu-avx2.json) are a section of their own
         capped = ((data.get("isa_caps") or {}).get("env") or {}).get("EFFSEG_SIMD")
         out["compile"][(dev, capped)] = (data, src)
+    elif data.get("bench") == "roofline" and data.get("results"):
+        capped = ((data.get("isa_caps") or {}).get("env") or {}).get("EFFSEG_SIMD")
+        if not capped:  # OpenVINO reads no cap: an --isa avx2 profile would be the same run
+            out["roofline"][dev] = (data, src)
     elif data.get("bench") == "gpu_kernels" and data.get("kernels"):
         # bench/gpu_kernels.py (bench/gpu_check.sh's stage 2); the last file by name wins.
         out.setdefault("gpu_kernels", {})[dev] = (data, src)
@@ -204,6 +208,8 @@ def render(results_dir) -> str:
                 "writes one (and `bash bench/gpu_check.sh` on a GPU machine)."), ""]
     for dev, capped in sorted(src["compile"], key=lambda k: (k[0], k[1] or "")):
         out += _compile_section(dev, *src["compile"][(dev, capped)], capped=capped)
+    if "cpu" in src["roofline"]:
+        out += _roofline_section(*src["roofline"]["cpu"])
     for dev in ("cpu", "gpu"):
         if dev in src["zoo"]:
             res, path = src["zoo"][dev]
@@ -229,6 +235,27 @@ def render(results_dir) -> str:
         res, path = src["gpu_kernels"]["gpu"]
         out += gpu_kernel_section(res, path, _machine(res))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _roofline_section(res, path) -> list[str]:
+    """How near OpenVINO already runs each model to the float32 peak (bench_roofline.py)."""
+    g = res.get("gemm", {})
+    lines = [f"### Headroom left to a float32 engine, CPU ({_machine(res)}; `{path}`)", "",
+             (f"OpenVINO's per-node profile of the plain export ({res.get('input', '')}); dense = "
+              f"convolutions and matmuls, FLOPs from their shapes; peak = float32 GEMM at "
+              f"{g.get('n')}^3, {g.get('peak_gflops_per_s')} GFLOP/s. \"bound\": an engine's time over "
+              "OpenVINO's if every dense product ran at the peak and the rest as now (and with the "
+              "rest free): no float32 engine doing the same multiplies gets below it."), "",
+             "| model | OpenVINO ms | dense share of time | dense GFLOP/s (of peak) | bound | rest free |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in res["results"]:
+        if "skipped" in r:
+            lines.append(f"| `{r['model']}` | — | — | — | — | skipped: {r['skipped']} |")
+            continue
+        lines.append(f"| `{r['model']}` | {_ms(r['openvino_median_ms'])} | {r['dense_share']:.0%} | "
+                     f"{r['dense_gflops_per_s']:.0f} ({r['dense_fraction_of_peak']:.0%}) | "
+                     f"{r['bound_dense_at_peak']:.2f}x | {r['bound_dense_only_at_peak']:.2f}x |")
+    return lines + [""]
 
 
 def _worst_wrapped(row: dict) -> str:

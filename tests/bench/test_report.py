@@ -151,3 +151,22 @@ def test_compile_sections_native_and_isa_capped(tmp_path):
     assert "not measured" not in text
     (tmp_path / "compile-cpu.json").write_text(json.dumps(dict(native, models_planned=["m", "n2"])))
     assert "Planned but not measured (the run was stopped first): `n2`." in render(tmp_path)
+
+
+def test_roofline_section(tmp_path):
+    from effseg.bench.roofline import summarise
+
+    nodes = [{"type": "Convolution", "ms": 30.0, "flops": 9e9}, {"type": "Reorder", "ms": 10.0, "flops": None}]
+    row = {"model": "unetformer", "openvino_median_ms": 41.0, **summarise(nodes, 400.0)}
+    res = {"bench": "roofline", "device": "cpu", "machine": {"processor": "Test CPU"},
+           "input": "1x3x512x512 float32, batch 1", "gemm": {"n": 2048, "peak_gflops_per_s": 400.0},
+           "results": [row, {"model": "cmunet", "skipped": "a scan net"}]}
+    (tmp_path / "roofline-cpu.json").write_text(json.dumps(res))
+    capped = dict(res, isa_caps={"env": {"EFFSEG_SIMD": "avx2"}}, results=[dict(row, model="capped")])
+    (tmp_path / "roofline-cpu-avx2.json").write_text(json.dumps(capped))
+    text = render(tmp_path)
+    assert "Headroom left to a float32 engine" in text and "`bench/results/roofline-cpu.json`" in text
+    # 9 GFLOP at 400 GFLOP/s = 22.5 ms; (22.5 + 10) / 40 and 22.5 / 40.
+    assert "| `unetformer` | 41 | 75% | 300 (75%) | 0.81x | 0.56x |" in text
+    assert "| `cmunet` |" in text and "skipped: a scan net" in text
+    assert "`capped`" not in text  # OpenVINO reads no ISA cap: one section, the native run

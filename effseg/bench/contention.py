@@ -13,7 +13,9 @@ Policies (the environment each worker process starts with):
 Rows: effseg's C++ ops (depthwise conv k7, selective scan, distance transform), a zoo
 model through effseg.compile (onnxruntime and eager backends), the same model exported
 and run by a plain onnxruntime.InferenceSession (ORT's own defaults, spinning), and the
-model in plain torch eager.
+model in plain torch eager; where openvino imports, also effseg.compile's openvino
+backend and a plain OpenVINO compiled model (its defaults but f32, as the other rows
+compute). OpenVINO's threads are TBB's, whose waiting no OpenMP setting touches.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "EFFSEG_ADAPTI
             "EFFSEG_ORT_SPINNING")
 CLEARED = (*SETTINGS, "EFFSEG_BENCH_OMP_WAIT")
 ROWS = ("depthwise_conv2d_k7", "selective_scan", "distance_transform", "compile_onnxruntime",
-        "compile_eager", "ort_plain", "torch_eager")
+        "compile_eager", "ort_plain", "torch_eager", "compile_openvino", "openvino_plain")
+OPENVINO_ROWS = ("compile_openvino", "openvino_plain")
 # "about the fair share": one competitor halves the cores on 2; a little room for noise.
 FAIR_SHARE_LIMIT = 2.5
 BUSY_LOOP = "while True: pass"
@@ -58,13 +61,27 @@ def parse_policies(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def openvino_missing() -> str | None:
+    """Why the OpenVINO rows cannot run here (None: they can)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        return f"openvino does not import ({exc}); pip install openvino"
+    return None
+
+
 def parse_rows(text: str | None) -> list[str]:
+    """The rows asked for; by default every row, less the OpenVINO ones where openvino
+    does not import (asked for by name there, they are an error naming why)."""
     if text is None:
-        return list(ROWS)
+        return [r for r in ROWS if r not in OPENVINO_ROWS or openvino_missing() is None]
     names = [r.strip() for r in text.split(",") if r.strip()]
     bad = [r for r in names if r not in ROWS]
     if bad or not names:
         raise ValueError(f"--rows must be a comma-separated list of {', '.join(ROWS)}; got {text!r}")
+    why = openvino_missing()
+    if why and set(names) & set(OPENVINO_ROWS):
+        raise ValueError(f"--rows {','.join(r for r in names if r in OPENVINO_ROWS)}: {why}")
     return list(dict.fromkeys(names))
 
 
@@ -100,25 +117,32 @@ def _callables(rows: list[str], quick: bool, model_name: str, tmp: Path) -> dict
     if "distance_transform" in rows:
         m = torch.rand(s["edt"], generator=g) > 0.05
         fns["distance_transform"] = lambda: distance_transform(m, backend="cpp")
-    model_rows = {"compile_onnxruntime", "compile_eager", "ort_plain", "torch_eager"} & set(rows)
+    model_rows = {"compile_onnxruntime", "compile_eager", "ort_plain", "torch_eager", *OPENVINO_ROWS} & set(rows)
     if model_rows:
         model = effseg.create_model(model_name).eval()
         shape = (1, 3, s["model_hw"], s["model_hw"])
         xm = torch.randn(shape, generator=g)
-        for backend in ("onnxruntime", "eager"):
+        for backend in ("onnxruntime", "eager", "openvino"):
             if f"compile_{backend}" in rows:
                 f = effseg.compile(model, input_shape=shape, backend=backend)
                 fns[f"compile_{backend}"] = lambda f=f: f(xm)
+        path = tmp / "model.onnx"
+        if {"ort_plain", "openvino_plain"} & set(rows):
+            from effseg.export import to_onnx
+
+            to_onnx(model, path, input_shape=shape)
         if "ort_plain" in rows:
             import onnxruntime as ort
 
-            from effseg.export import to_onnx
-
-            path = tmp / "model.onnx"
-            to_onnx(model, path, input_shape=shape)
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # ORT's own defaults
             name, xn = sess.get_inputs()[0].name, xm.numpy()
             fns["ort_plain"] = lambda: sess.run(None, {name: xn})
+        if "openvino_plain" in rows:
+            import openvino as ov
+
+            compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            request, xo = compiled.create_infer_request(), xm.numpy()
+            fns["openvino_plain"] = lambda: request.infer({0: xo})
         if "torch_eager" in rows:
             def eager():
                 with torch.no_grad():

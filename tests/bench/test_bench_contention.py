@@ -27,11 +27,21 @@ def test_policy_env_clears_inherited_waiting_settings_and_applies_its_own():
 
 def test_policy_and_row_lists_are_checked():
     assert C.parse_policies("passive, spin,passive") == ["passive", "spin"]
-    assert C.parse_rows(None) == list(C.ROWS) and C.parse_rows("ort_plain") == ["ort_plain"]
+    assert C.parse_rows("ort_plain") == ["ort_plain"]
     with pytest.raises(ValueError, match="--policies must be a comma-separated list"):
         C.parse_policies("spin,lazy")
     with pytest.raises(ValueError, match="--rows must be a comma-separated list"):
         C.parse_rows(",")
+
+
+def test_openvino_rows_follow_whether_openvino_imports(monkeypatch):
+    monkeypatch.setattr(C, "openvino_missing", lambda: None)
+    assert C.parse_rows(None) == list(C.ROWS)
+    monkeypatch.setattr(C, "openvino_missing", lambda: "openvino does not import (test)")
+    assert C.parse_rows(None) == [r for r in C.ROWS if r not in C.OPENVINO_ROWS]
+    assert C.parse_rows("ort_plain") == ["ort_plain"]
+    with pytest.raises(ValueError, match=r"--rows openvino_plain: openvino does not import \(test\)"):
+        C.parse_rows("ort_plain,openvino_plain")
 
 
 def test_targets_name_the_worst_row_against_the_fair_share():

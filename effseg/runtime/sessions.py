@@ -171,7 +171,9 @@ class OpenVinoSession:
         first = request is None
         if first:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer({self._in_index[k]: v for k, v in feed.items()})
+        # share_inputs: the feed's arrays are read in place, not copied first (CM-UNet's
+        # cut form 512^2: 193 -> 189 ms); the call is synchronous, so they outlive it.
+        request.infer({self._in_index[k]: v for k, v in feed.items()}, share_inputs=True)
         if first:
             keep_signal_stack()  # a thread's first inference can set up AMX, signal stack included
         return [request.get_output_tensor(self._out_index[n]).data for n in names]

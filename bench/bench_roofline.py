@@ -19,12 +19,7 @@ import torch
 
 import effseg
 from effseg._timing import machine
-from effseg.bench.contenders import (
-    export_onnx_peer,
-    has_scan,
-    openvino_model,
-    plain_copy,
-)
+from effseg.bench.contenders import export_onnx_peer, has_scan, plain_copy
 from effseg.bench.model_bench import open_gates
 from effseg.bench.roofline import dense_flops, summarise
 from effseg.bench.script import (
@@ -37,6 +32,7 @@ from effseg.bench.script import (
     write_json,
 )
 from effseg.models.registry import list_models
+from effseg.runtime.sessions import openvino_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GEMM_N = 2048
@@ -64,8 +60,7 @@ def gemm_peak(repeats: int) -> dict:
 
     p = ov.opset13.parameter([GEMM_N, GEMM_N], np.float32)
     m = ov.Model([ov.opset13.matmul(p, ov.opset13.constant(b.numpy()), False, False)], [p])
-    compiled = ov.Core().compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-                                                  "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    compiled = openvino_model(m, threads=torch.get_num_threads())
     req, an = compiled.create_infer_request(), a.numpy()
     torch_rate = rate(lambda: torch.mm(a, b))
     ov_rate = rate(lambda: req.infer({0: an}))
@@ -78,8 +73,6 @@ def _shape(ps):
 
 
 def profile_model(name: str, size: int, repeats: int, peak: float) -> dict:
-    import openvino as ov
-
     model = effseg.create_model(name, 6).eval()
     open_gates(model)
     if has_scan(model):
@@ -90,13 +83,11 @@ def profile_model(name: str, size: int, repeats: int, peak: float) -> dict:
         path = Path(tmp) / "peer.onnx"
         plain, _ = plain_copy(model)
         export_onnx_peer(plain, x, path)
-        _compiled, req = openvino_model(path, threads)
+        compiled = openvino_model(path, threads=threads)
         # A second compile with the profiler on, which may cost time of its own: the
         # first one times the inference.
-        prof = ov.Core().compile_model(str(path), "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-            "INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True})
-    preq, xn = prof.create_infer_request(), x.numpy()
+        prof = openvino_model(path, threads=threads, profile=True)
+    req, preq, xn = compiled.create_infer_request(), prof.create_infer_request(), x.numpy()
     for _ in range(2):
         req.infer({0: xn})
         preq.infer({0: xn})

@@ -104,8 +104,8 @@ def _instance_norm(x: Tensor, eps: float) -> Tensor:
     before any mean is taken, and OpenVINO's softmax rounding put BANet's logits 3e-2
     (relative) off PyTorch's. Computing d from the scores (expm1 of the max-shifted
     scores, over sum exp) brought that to 1.5e-6, but cost BANet 512^2 +20 % in
-    OpenVINO, +18 % in ONNX Runtime and +8 % eager (2-core Xeon): not kept, since only
-    near-uniform attention needs it.
+    OpenVINO, +18 % in ONNX Runtime and +8 % eager (2-core Xeon, both forms side by side
+    in one process): not kept, since only near-uniform attention needs it.
     """
     mean = x.mean(dim=-1, keepdim=True).mean(dim=-2, keepdim=True)
     d = x - mean

@@ -9,11 +9,17 @@ Winograd itself, so PyTorch's kernel is kept. The transformed weight is computed
 here and stored on the graph; the original weight stays too (the ONNX lowering and the
 autograd formula use it).
 
-Only for graphs PyTorch runs (effseg.compile's "eager" and "inductor" backends): ONNX
-Runtime and TensorRT choose their own convolution algorithms, so exported graphs keep
-plain Conv nodes.
+For effseg.compile's "openvino" backend the op is translated into a Winograd graph of
+standard ONNX nodes (effseg.export.winograd_conv2d) and taken only from 128 channels:
+below that the transforms' memory traffic cost more than the products saved (64
+channels at 128^2: 0.75x OpenVINO's own conv, one layer). ONNX Runtime ran the same
+graph no faster than its own convolutions (UNetFormer 512^2: 1.02x the time from 256
+channels, 1.11x from 128), and TensorRT picks its own algorithms (Winograd among them):
+their graphs keep plain Conv nodes. Autotune decides per model whether the rewrite stays.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import fx
@@ -33,11 +39,14 @@ from ._graph import (
 # Below these the 36 GEMMs are too small to beat oneDNN's direct kernel (see the bench).
 MIN_CHANNELS = 16
 MIN_OUTPUT_PIXELS = 16 * 16
-BACKENDS = ("eager", "inductor")
+# The least channel count (in and out) per backend: effseg's C++ op under PyTorch; the
+# ONNX Winograd graph, whose transforms go through memory, needs more channels to pay.
+MIN_CHANNELS_BY_BACKEND = {"eager": MIN_CHANNELS, "inductor": MIN_CHANNELS, "openvino": 128}
+BACKENDS = tuple(MIN_CHANNELS_BY_BACKEND)
 _RELUS = (aten.relu.default, aten.relu_.default)
 
 
-def _match(gm, node):
+def _match(gm, node, min_channels=MIN_CHANNELS):
     """(x, weight node, weight, bias node, pad_h, pad_w) or (None, reason); reason None means
     "not a 3x3 dense conv at all" (not counted)."""
     x, w_n = node.args[0], node.args[1]
@@ -58,7 +67,7 @@ def _match(gm, node):
     ho, wo = xv.shape[2] + 2 * pad[0] - 2, xv.shape[3] + 2 * pad[1] - 2
     if not all(isinstance(d, int) for d in (ho, wo)):
         return None, "symbolic size"
-    if min(c, k) < MIN_CHANNELS or ho * wo < MIN_OUTPUT_PIXELS:
+    if min(c, k) < min_channels or ho * wo < MIN_OUTPUT_PIXELS:
         return None, "too small to gain"
     b_n = arg(node, 2, "bias")
     if b_n is not None and attr(gm, b_n) is None:
@@ -71,7 +80,9 @@ def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
 
     changed, fused, reasons = 0, 0, {}
     veto = None if backend in BACKENDS else (lambda: f"backend {backend}: its own conv algorithms")
-    for node, m in cpu_convs(gm, _match, device, reasons, veto):
+    least = MIN_CHANNELS_BY_BACKEND.get(backend, MIN_CHANNELS)
+    match = functools.partial(_match, min_channels=least)
+    for node, m in cpu_convs(gm, match, device, reasons, veto):
         x, w_n, w, b_n, ph, pw = m
         users = list(node.users)
         relu = users[0] if len(users) == 1 and is_call(users[0], *_RELUS) else None
@@ -86,7 +97,7 @@ def run(gm: fx.GraphModule, device, backend: str = "eager") -> dict:
         changed += 1
         fused += relu is not None
     rec = {"pass": "winograd_conv2d", "changed": changed, "relu_fused": fused, "kept": sum(reasons.values()),
-           "rule": f"CPU, float32, 3x3 stride 1, groups 1, channels >= {MIN_CHANNELS}, "
+           "rule": f"CPU, float32, 3x3 stride 1, groups 1, channels >= {least}, "
                    f"output >= {MIN_OUTPUT_PIXELS} px, backends {list(BACKENDS)}"}
     if reasons:
         rec["kept_because"] = reasons

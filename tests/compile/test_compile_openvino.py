@@ -142,3 +142,31 @@ def test_tune_key_names_openvino_threads_and_precision():
     assert digest(key(inference_num_threads=1)) != digest(key(inference_num_threads=2))
     assert digest(key(precision="bf16")) != digest(key())
     assert digest(key()) != digest(tune_key(gm, x, "onnxruntime", {}, torch.device("cpu"), False))
+
+
+class _Wide(torch.nn.Module):
+    """A conv stack wide enough for the winograd_conv2d pass on this backend (128 channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 128, 1)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(128, 128, 3, padding=1), torch.nn.BatchNorm2d(128),
+                                        torch.nn.ReLU(), torch.nn.Conv2d(128, 128, 3, padding=1))
+        self.head = torch.nn.Conv2d(128, 4, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(self.stem(x))))
+
+
+@pytest.mark.parametrize("hw,tile", [((18, 22), 2), ((34, 37), 4)])
+def test_wide_convs_run_as_winograd_graphs(hw, tile):
+    model = seeded(_Wide())
+    x = _x(1, 3, *hw)
+    cm = effseg.compile(model, example_input=x, backend="openvino", autotune=False)
+    with torch.no_grad():
+        _close(cm(x), model(x))
+    rec = next(p for p in cm.report()["specialisations"][0]["passes"] if p["pass"] == "winograd_conv2d")
+    assert rec["changed"] == 2 and rec["relu_fused"] == 2 and "channels >= 128" in rec["rule"]
+    from effseg.export.winograd_conv2d import tile_size
+
+    assert tile_size(hw[0], hw[1]) == tile

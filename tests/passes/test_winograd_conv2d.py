@@ -86,3 +86,16 @@ def test_small_images_dtypes_devices_and_backends_are_kept():
     assert rec["changed"] == 0 and "cuda" in next(iter(rec["kept_because"]))
     rec = winograd_conv2d.run(export_gm(m, x), CPU, backend="onnxruntime")
     assert rec["changed"] == 0 and "onnxruntime" in next(iter(rec["kept_because"]))
+
+
+def test_openvino_takes_only_wide_convs():
+    """The ONNX Winograd graph (openvino backend) needs 128 channels; ONNX Runtime none."""
+    for c, changed in ((64, 0), (128, 1)):
+        m = nn.Conv2d(c, c, 3, padding=1)
+        rec = winograd_conv2d.run(export_gm(m, torch.randn(1, c, 16, 16)), CPU, backend="openvino")
+        assert rec["changed"] == changed and "channels >= 128" in rec["rule"]
+        if not changed:
+            assert rec["kept_because"] == {"too small to gain": 1}
+    rec = winograd_conv2d.run(export_gm(nn.Conv2d(256, 256, 3, padding=1), torch.randn(1, 256, 16, 16)),
+                              CPU, backend="onnxruntime")
+    assert rec["changed"] == 0 and "onnxruntime" in next(iter(rec["kept_because"]))

@@ -98,8 +98,13 @@ class _AsModule(torch.nn.Module):
 
 
 def export_graph(gm, example, path, opset: int, backend: str, custom_translations: dict | None = None):
-    """effseg's ONNX export of a captured graph: (proto, output leaves, output spec)."""
+    """effseg's ONNX export of a captured graph: (proto, output leaves, output spec).
+    effseg's winograd_conv2d nodes (placed by the winograd_conv2d pass for this backend)
+    become the Winograd graph of standard ops, not the bundles' plain Conv."""
     from ...export import export_onnx
+    from ...export import winograd_conv2d as winograd_graph
+
+    custom_translations = {**winograd_graph.translation_table(), **(custom_translations or {})}
 
     with torch.no_grad():
         want = gm(example)

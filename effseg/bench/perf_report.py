@@ -71,7 +71,7 @@ def _add(out: dict, data: dict, src: str) -> None:
         out["compile"][(dev, capped)] = (data, src)
     elif data.get("bench") == "roofline" and data.get("results"):
         capped = ((data.get("isa_caps") or {}).get("env") or {}).get("EFFSEG_SIMD")
-        if not capped:  # OpenVINO reads no cap: an --isa avx2 profile would be the same run
+        if not capped:  # the native profile only: the section's peak and text are the native run's
             out["roofline"][dev] = (data, src)
     elif data.get("bench") == "gpu_kernels" and data.get("kernels"):
         # bench/gpu_kernels.py (bench/gpu_check.sh's stage 2); the last file by name wins.
@@ -272,8 +272,8 @@ def _compile_section(dev, res, path, capped=None) -> list[str]:
     """effseg.compile against its peers: best of each side, and whether the target held."""
     inp = res.get("input", {})
     simd = ((res.get("machine") or {}).get("isa") or {}).get("simd")
-    where = dev.upper() + (f" {simd}" if simd and not capped else "") + (f", --isa {capped} (effseg, PyTorch and oneDNN capped; ONNX Runtime and "
-                           f"OpenVINO not)" if capped else "")
+    where = dev.upper() + (f" {simd}" if simd and not capped else "") + (f", --isa {capped} (effseg, PyTorch, oneDNN and OpenVINO capped; "
+                           f"ONNX Runtime not)" if capped else "")
     lines = [f"### effseg.compile vs peers, {where} ({_machine(res)}; `{path}`)", "",
              (f"{inp.get('height')}x{inp.get('width')}, batch {inp.get('batch')}, "
               f"{inp.get('dtype')}; target: {res.get('target', '')}. Only backends that passed "

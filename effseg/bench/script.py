@@ -36,10 +36,12 @@ WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 # one. EFFSEG_SIMD caps effseg's kernels; ATEN_CPU_CAPABILITY caps PyTorch's own vector
 # kernels and ONEDNN_MAX_CPU_ISA its oneDNN convolutions and matmuls, so the PyTorch
 # peers drop to AVX2 too: capping effseg alone would race an AVX2 kernel against an
-# AVX-512 peer, which no AVX2 machine does. ONNX Runtime (MLAS) and OpenVINO read no such
-# variable and keep the machine's best ISA; the JSON says so.
+# AVX-512 peer, which no AVX2 machine does. OpenVINO's CPU plugin (its own oneDNN) honours
+# ONEDNN_MAX_CPU_ISA too (its profile says brgconv_avx2 under the cap, measured 2026-12-08);
+# ONNX Runtime (MLAS) reads no such variable and keeps the machine's best ISA; the JSON says so.
 ISA_ENV = {"avx2": {"EFFSEG_SIMD": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
-ISA_UNCAPPED = "ONNX Runtime (MLAS) and OpenVINO pick their kernels by CPUID and are not capped"
+ISA_UNCAPPED = ("ONNX Runtime (MLAS) picks its kernels by CPUID and is not capped; OpenVINO's oneDNN "
+                "honours ONEDNN_MAX_CPU_ISA")
 
 
 def isa_arg(args: list[str]) -> str:

@@ -83,6 +83,10 @@ def _plain(op, x, weight, bias, pad_h, pad_w, relu):
 def translation(x, weight, weight_t, bias, pad_h: int, pad_w: int, relu: bool):
     """torch.onnx custom translation of effseg::winograd_conv2d: the Winograd graph above
     where the input's shape is static, else a plain Conv (whose padding is the same)."""
+    return _winograd_graph(x, weight, weight_t, bias, pad_h, pad_w, relu, None)
+
+
+def _winograd_graph(x, weight, weight_t, bias, pad_h, pad_w, relu, tile):
     import numpy as np
     from onnx import numpy_helper
     from onnxscript import opset18 as op
@@ -93,7 +97,7 @@ def translation(x, weight, weight_t, bias, pad_h: int, pad_w: int, relu: bool):
     _, C, H, W = shape
     K = int(weight.shape[0])
     Ho, Wo = H + 2 * pad_h - 2, W + 2 * pad_w - 2
-    m = tile_size(Ho, Wo)
+    m = tile or tile_size(Ho, Wo)
     bt, at = (BT4, AT4) if m == 4 else (BT2, AT2)
     t = m + 2
     T2 = t * t
@@ -134,9 +138,21 @@ def translation(x, weight, weight_t, bias, pad_h: int, pad_w: int, relu: bool):
     return op.Relu(y) if relu else y
 
 
-def translation_table() -> dict:
+def translation_table(tile: int | None = None) -> dict:
+    """torch.onnx's custom_translation_table entry for effseg::winograd_conv2d. tile: 2 or
+    4 forces that tile size on every layer (bench/bench_winograd_conv2d_onnx.py); None
+    chooses per layer (tile_size)."""
     import torch
 
     import effseg.ops.winograd_conv2d  # noqa: F401  (registers the op)
 
-    return {torch.ops.effseg.winograd_conv2d.default: translation}
+    if tile not in (None, 2, 4):
+        raise ValueError(f"tile must be None, 2 or 4, got {tile!r}")
+    if tile is None:
+        return {torch.ops.effseg.winograd_conv2d.default: translation}
+
+    # The exporter reads the translation's signature: a closure, not a partial.
+    def forced(x, weight, weight_t, bias, pad_h: int, pad_w: int, relu: bool):
+        return _winograd_graph(x, weight, weight_t, bias, pad_h, pad_w, relu, tile)
+
+    return {torch.ops.effseg.winograd_conv2d.default: forced}

@@ -169,4 +169,4 @@ def test_roofline_section(tmp_path):
     # 9 GFLOP at 400 GFLOP/s = 22.5 ms; (22.5 + 10) / 40 and 22.5 / 40.
     assert "| `unetformer` | 41 | 75% | 300 (75%) | 0.81x | 0.56x |" in text
     assert "| `cmunet` |" in text and "skipped: a scan net" in text
-    assert "`capped`" not in text  # OpenVINO reads no ISA cap: one section, the native run
+    assert "`capped`" not in text  # one section, the native run

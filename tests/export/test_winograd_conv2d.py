@@ -106,3 +106,20 @@ def test_dynamic_size_keeps_the_plain_conv(tmp_path):
 @pytest.mark.parametrize("h,w,m", [(7, 200, 2), (16, 16, 2), (32, 32, 4), (40, 20, 2), (36, 36, 4)])
 def test_tile_size(h, w, m):
     assert wg.tile_size(h, w) == m
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+def test_forced_tile_size(tmp_path, tile):
+    """bench_winograd_conv2d_onnx forces each tile size on every layer: both stay exact."""
+    mod = OneConv(6, 5, (1, 1), True, False).eval()
+    x = torch.randn(1, 6, 11, 14, generator=torch.Generator().manual_seed(3))
+    proto = export_onnx(mod, (x,), tmp_path / "f.onnx", custom_translations=wg.translation_table(tile))
+    d2s = [nd for nd in proto.graph.node if nd.op_type == "DepthToSpace"]
+    assert _attr(d2s[0], "blocksize").i == tile
+    with torch.no_grad():
+        assert _rel(_ort(proto, x), mod.want(x)) < TOL
+
+
+def test_bad_tile_is_refused():
+    with pytest.raises(ValueError, match="tile must be None, 2 or 4, got 3"):
+        wg.translation_table(3)

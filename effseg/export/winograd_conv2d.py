@@ -21,8 +21,9 @@ both):
 
 The tile size: F(4x4) where the layer has at least MIN_TILES_F4 4x4 tiles; below that
 F(2x2). F(4x4)'s transformed weight is 4x the direct one (36 / 9) and its products on a
-small map are too few to hide reading it (UNetFormer 512^2 in OpenVINO, its 512-channel
-16^2 layers on F(2x2): whole model 0.93 -> 0.90 of plain). Bundles keep the plain Conv
+small map are too few to hide reading it (bench/bench_winograd_conv2d_onnx.py, OpenVINO,
+512 channels at 16^2: F(2x2) 1.25x its own conv, F(4x4) 1.14x; a spot check on UNetFormer
+512^2 with those layers on F(2x2): whole model 0.93 -> 0.90 of plain). Bundles keep the plain Conv
 (effseg.ops.winograd_conv2d's lowering): TensorRT chooses its own algorithms.
 """
 from __future__ import annotations

@@ -11,11 +11,12 @@ autograd formula use it).
 
 For effseg.compile's "openvino" backend the op is translated into a Winograd graph of
 standard ONNX nodes (effseg.export.winograd_conv2d) and taken only from 128 channels:
-below that the transforms' memory traffic cost more than the products saved (64
-channels at 128^2: 0.75x OpenVINO's own conv, one layer). ONNX Runtime ran the same
-graph no faster than its own convolutions (UNetFormer 512^2: 1.02x the time from 256
-channels, 1.11x from 128), and TensorRT picks its own algorithms (Winograd among them):
-their graphs keep plain Conv nodes. Autotune decides per model whether the rewrite stays.
+below that the transforms' memory traffic cost more than the products saved
+(bench/bench_winograd_conv2d_onnx.py: 64 channels at 128^2 0.82x OpenVINO's own conv,
+128 channels 1.08-1.09x). ONNX Runtime ran the graph at 0.42-0.74x its own conv below
+256 channels and 1.02-1.10x from 256 (same bench), and no faster inside UNetFormer 512^2
+(a spot check: 1.02x the time from 256 channels); TensorRT picks its own algorithms
+(Winograd among them): their graphs keep plain Conv nodes. Autotune decides per model whether the rewrite stays.
 """
 from __future__ import annotations
 
